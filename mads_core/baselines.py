@@ -1,0 +1,456 @@
+"""Baseline selectors that MADS is compared against.
+
+Every selector returns a :class:`mads_core.select.Selection` (one ranking, one
+gain per pick), so the app draws every method side by side and any budget is a
+prefix of the ranking.
+
+* ``random`` — a seeded permutation.
+* ``kcenter-tfidf`` / ``kcenter-embed`` — greedy k-center (farthest-first
+  traversal) on TF-IDF vectors / sentence embeddings, cosine distance.
+* ``kmeans-embed`` — k-means with k = budget on embeddings, the member nearest
+  each centroid.
+* ``kcenter-act`` — k-center on the activation fingerprints themselves
+  (Jaccard or Hamming): a model-aware ablation that uses the same bits as MADS
+  but optimises spread instead of coverage.
+
+K-center rules (all k-center methods): the first pick is the point nearest the
+mean (cosine: highest cosine similarity to the mean of the unit rows;
+euclidean: smallest distance to the mean; fingerprints: smallest L1 distance
+to the per-neuron firing frequencies). Each later pick is the point farthest
+from the chosen set; ties go to the lowest row index. ``gains[i]`` is the pick's
+distance to the chosen set at pick time (NaN for the first pick, which has no
+set to be far from); ``coverage[i]`` is the k-center radius after pick i (the
+largest distance of any sample to its nearest pick; lower is better). Only a
+running min-distance vector is kept: one row of distances per pick, never N×N.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numba
+import numpy as np
+import scipy.sparse as sp
+from numba import types
+from numba.extending import intrinsic
+
+from .config import canonical_json, sha256_text
+from .select import Selection
+
+try:  # the selection owner's resolver, when present
+    from .select import resolve_budget as _select_resolve_budget
+except ImportError:  # pragma: no cover - only while select.py is a stub
+    _select_resolve_budget = None
+
+# Fixed TF-IDF settings (recorded in each Selection's settings).
+TFIDF_SETTINGS: dict[str, Any] = {
+    "lowercase": True,
+    "strip_accents": "unicode",
+    "sublinear_tf": True,
+    "ngram_range": (1, 1),
+    "min_df": 1,
+    "max_df": 1.0,
+    "max_features": 100_000,
+    "norm": "l2",
+}
+# Above this many rows k-means uses MiniBatchKMeans (full Lloyd iterations on
+# 52K x 384 with k in the thousands take minutes on 2 cores).
+MINIBATCH_THRESHOLD = 10_000
+
+
+def resolve_budget(budget: int | float, n: int) -> int:
+    """Number of picks for ``budget`` over ``n`` samples (count >= 1 or fraction in (0, 1])."""
+    if _select_resolve_budget is not None:
+        return int(_select_resolve_budget(budget, n))
+    return _fallback_resolve_budget(budget, n)
+
+
+def _fallback_resolve_budget(budget: int | float, n: int) -> int:
+    if isinstance(budget, bool) or not isinstance(budget, (int, float, np.integer, np.floating)):
+        raise ValueError(f"budget must be a count >= 1 or a fraction in (0, 1], got {budget!r}")
+    if isinstance(budget, (int, np.integer)):
+        if budget < 1:
+            raise ValueError(f"budget count must be >= 1, got {budget}")
+        return int(min(budget, n))
+    if not (0.0 < budget <= 1.0):
+        raise ValueError(f"budget fraction must be in (0, 1], got {budget}")
+    return int(min(n, max(1, round(budget * n))))
+
+
+def _settings_hash(method: str, settings: dict[str, Any]) -> str:
+    return sha256_text(canonical_json({"method": method, "settings": settings}))[:16]
+
+
+def _selection(
+    method: str, n: int, ranking: np.ndarray, gains: np.ndarray, coverage: np.ndarray,
+    settings: dict[str, Any],
+) -> Selection:
+    k = len(ranking)
+    return Selection(
+        method=method,
+        n=int(n),
+        ranking=np.asarray(ranking, dtype=np.int64),
+        gains=np.asarray(gains, dtype=np.float64),
+        coverage=np.asarray(coverage, dtype=np.float64),
+        rounds=np.zeros(k, dtype=np.int32),
+        settings=dict(settings),
+        settings_hash=_settings_hash(method, settings),
+    )
+
+
+# ------------------------------------------------------------------ random
+
+
+def select_random(n: int, budget: int | float, seed: int = 0) -> Selection:
+    """Uniform random picks: the first ``budget`` of a seeded permutation of ``range(n)``.
+
+    Every smaller budget is a prefix, so random at 5% is inside random at 10%.
+    """
+    k = resolve_budget(budget, n)
+    ranking = np.random.default_rng(seed).permutation(n)[:k]
+    nan = np.full(k, np.nan)
+    return _selection("random", n, ranking, nan, nan, {"budget": budget, "seed": int(seed)})
+
+
+# --------------------------------------------------------- generic k-center
+
+
+class _RowDistance:
+    """Distances of every row to one row, for dense/sparse X under cosine/euclidean."""
+
+    def __init__(self, X: np.ndarray | sp.spmatrix, metric: str):
+        if metric not in ("cosine", "euclidean"):
+            raise ValueError(f"metric must be 'cosine' or 'euclidean', got {metric!r}")
+        self.metric = metric
+        self.sparse = sp.issparse(X)
+        if self.sparse:
+            X = sp.csr_matrix(X, dtype=np.float64 if X.dtype == np.float64 else np.float32)
+        else:
+            X = np.asarray(X)
+            if X.ndim != 2:
+                raise ValueError(f"X must be 2-D, got shape {X.shape}")
+            X = np.ascontiguousarray(X, dtype=np.float32 if X.dtype == np.float32 else np.float64)
+        self.sq = _row_sq_norms(X)
+        if metric == "cosine":
+            X = _unit_rows(X, self.sq)
+            self.sq = (self.sq > 0).astype(np.float64)
+        self.X = X
+        self.XT = X.T.tocsr() if self.sparse else None
+
+    def to_vector(self, v: np.ndarray) -> np.ndarray:
+        """Distances of every row to an arbitrary dense vector ``v`` (used for the start)."""
+        dots = np.asarray(self.X @ v.astype(self.X.dtype), dtype=np.float64).ravel()
+        if self.metric == "cosine":
+            norm = float(np.linalg.norm(v))
+            return 1.0 - (dots / norm if norm > 0 else dots)
+        return np.sqrt(np.maximum(self.sq - 2.0 * dots + float(v @ v), 0.0))
+
+    def to_row(self, j: int) -> np.ndarray:
+        if self.sparse:
+            dots = (self.X[j] @ self.XT).toarray().ravel().astype(np.float64)
+        else:
+            dots = (self.X @ self.X[j]).astype(np.float64)
+        if self.metric == "cosine":
+            return np.clip(1.0 - dots, 0.0, 2.0)
+        return np.sqrt(np.maximum(self.sq - 2.0 * dots + self.sq[j], 0.0))
+
+    def mean_vector(self) -> np.ndarray:
+        return np.asarray(self.X.mean(axis=0), dtype=np.float64).ravel()
+
+
+def _row_sq_norms(X: np.ndarray | sp.csr_matrix) -> np.ndarray:
+    if sp.issparse(X):
+        return np.asarray(X.multiply(X).sum(axis=1), dtype=np.float64).ravel()
+    return np.einsum("ij,ij->i", X, X, dtype=np.float64)
+
+
+def _unit_rows(X: np.ndarray | sp.csr_matrix, sq: np.ndarray) -> np.ndarray | sp.csr_matrix:
+    """Rows scaled to unit length; all-zero rows stay zero (cosine distance 1 to everything)."""
+    norms = np.sqrt(sq)
+    inv = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+    if sp.issparse(X):
+        return sp.csr_matrix(sp.diags(inv.astype(X.dtype)) @ X)
+    return (X * inv[:, None].astype(X.dtype)).astype(X.dtype, copy=False)
+
+
+def _farthest_first(
+    n: int, k: int, start: int, row_dist: Callable[[int], np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Farthest-first traversal from ``start``: (ranking, gains, radius after each pick)."""
+    ranking = np.empty(k, dtype=np.int64)
+    gains = np.empty(k, dtype=np.float64)
+    radius = np.empty(k, dtype=np.float64)
+    mind = np.full(n, np.inf)
+    picked = np.zeros(n, dtype=bool)
+    j, gain = start, np.nan
+    for i in range(k):
+        ranking[i], gains[i] = j, gain
+        picked[j] = True
+        np.minimum(mind, row_dist(j), out=mind)
+        mind[j] = 0.0
+        work = np.where(picked, -1.0, mind)
+        nxt = int(np.argmax(work))  # first maximum = lowest index on ties
+        radius[i] = max(float(mind.max()), 0.0)
+        j, gain = nxt, float(work[nxt])
+    return ranking, gains, radius
+
+
+def _start_index(start: int | str, n: int, to_mean: Callable[[], np.ndarray]) -> int:
+    if isinstance(start, str):
+        if start != "mean":
+            raise ValueError(f"start must be 'mean' or a row index, got {start!r}")
+        return int(np.argmin(to_mean()))  # lowest index on ties
+    if isinstance(start, bool) or not isinstance(start, (int, np.integer)) or not 0 <= start < n:
+        raise ValueError(f"start must be 'mean' or a row index in [0, {n}), got {start!r}")
+    return int(start)
+
+
+def kcenter_greedy(
+    X: np.ndarray | sp.spmatrix,
+    budget: int | float,
+    metric: str = "cosine",
+    start: int | str = "mean",
+    method: str = "kcenter",
+    settings: dict[str, Any] | None = None,
+) -> Selection:
+    """Greedy k-center (farthest-first) on the rows of dense or sparse ``X``.
+
+    ``start="mean"`` begins at the row nearest the mean (see module docstring);
+    an int starts at that row. Memory is O(N): one row of distances per pick.
+    """
+    n = X.shape[0]
+    if n == 0:
+        raise ValueError("kcenter_greedy needs at least one row")
+    k = resolve_budget(budget, n)
+    rd = _RowDistance(X, metric)
+    first = _start_index(start, n, lambda: rd.to_vector(rd.mean_vector()))
+    ranking, gains, radius = _farthest_first(n, k, first, rd.to_row)
+    info = {"budget": budget, "metric": metric, "start": start, **(settings or {})}
+    return _selection(method, n, ranking, gains, radius, info)
+
+
+# ------------------------------------------------------------- text-based
+
+
+def _texts(dataset: Any) -> list[str]:
+    return [dataset.display_text(i) for i in range(len(dataset))]
+
+
+def tfidf_matrix(texts: Sequence[str]) -> sp.csr_matrix:
+    """TF-IDF rows (L2-normalised, float32, sparse) with the fixed ``TFIDF_SETTINGS``.
+
+    A corpus with no usable token gives an all-zero (N, 1) matrix instead of an error.
+    """
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    vec = TfidfVectorizer(dtype=np.float32, **TFIDF_SETTINGS)
+    try:
+        return sp.csr_matrix(vec.fit_transform(list(texts)))
+    except ValueError as err:  # "empty vocabulary"
+        if "vocabulary" not in str(err):
+            raise
+        return sp.csr_matrix((len(texts), 1), dtype=np.float32)
+
+
+def select_kcenter_tfidf(dataset: Any, budget: int | float) -> Selection:
+    """K-center on TF-IDF vectors of ``dataset.display_text(i)``, cosine distance."""
+    X = tfidf_matrix(_texts(dataset))
+    tfidf = {k: list(v) if isinstance(v, tuple) else v for k, v in TFIDF_SETTINGS.items()}
+    return kcenter_greedy(X, budget, "cosine", "mean", method="kcenter-tfidf", settings={"tfidf": tfidf})
+
+
+def select_kcenter_embed(embeddings: np.ndarray, budget: int | float) -> Selection:
+    """K-center on sentence embeddings (one row per sample), cosine distance."""
+    return kcenter_greedy(embeddings, budget, "cosine", "mean", method="kcenter-embed")
+
+
+def select_kmeans_embed(embeddings: np.ndarray, budget: int | float, seed: int = 0) -> Selection:
+    """K-means with k = budget; pick the member nearest each centroid.
+
+    Order: cluster size descending, then the pick's row index. ``gains`` = the
+    cluster's size (how many samples the pick stands for); ``coverage`` = the
+    fraction of samples whose cluster is represented so far. A cluster left
+    empty takes the nearest not-yet-picked row to its centroid (lowest index on
+    ties), so picks are always distinct. ``MiniBatchKMeans`` (batch 4096,
+    n_init=1) is used above ``MINIBATCH_THRESHOLD`` rows, ``KMeans`` (lloyd,
+    n_init=1) below. Unlike k-center, a prefix is the biggest clusters'
+    representatives, not the k-means solution for the smaller k.
+    """
+    X = np.ascontiguousarray(embeddings, dtype=np.float32)
+    n = X.shape[0]
+    k = resolve_budget(budget, n)
+    labels, centers, algo = _kmeans(X, k, seed)
+    picks, sizes = _representatives(X, labels, centers)
+    order = np.lexsort((picks, -sizes))
+    ranking, gains = picks[order], sizes[order].astype(np.float64)
+    coverage = np.cumsum(gains) / n
+    settings = {"budget": budget, "seed": int(seed), "k": k, "algorithm": algo}
+    return _selection("kmeans-embed", n, ranking, gains, coverage, settings)
+
+
+def _kmeans(X: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray, str]:
+    from sklearn.cluster import KMeans, MiniBatchKMeans
+
+    if k >= X.shape[0]:  # every row its own cluster
+        return np.arange(X.shape[0]), X.copy(), "identity"
+    if X.shape[0] > MINIBATCH_THRESHOLD:
+        km = MiniBatchKMeans(n_clusters=k, random_state=seed, n_init=1, batch_size=4096,
+                             init_size=max(3 * k, 3 * 4096))
+        algo = "minibatch"
+    else:
+        km = KMeans(n_clusters=k, random_state=seed, n_init=1, algorithm="lloyd")
+        algo = "lloyd"
+    labels = km.fit_predict(X)
+    return labels.astype(np.int64), km.cluster_centers_.astype(np.float32), algo
+
+
+def _representatives(X: np.ndarray, labels: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(pick, cluster size) per cluster: the member nearest the centroid, distinct picks."""
+    k = len(centers)
+    sizes = np.bincount(labels, minlength=k)
+    picks = np.full(k, -1, dtype=np.int64)
+    taken = np.zeros(X.shape[0], dtype=bool)
+    sq = np.einsum("ij,ij->i", X, X, dtype=np.float64)
+    members_sorted = np.argsort(labels, kind="stable")
+    bounds = np.concatenate([[0], np.cumsum(sizes)])
+    for c in range(k):
+        members = members_sorted[bounds[c]:bounds[c + 1]]
+        if len(members):
+            d = sq[members] - 2.0 * (X[members] @ centers[c]).astype(np.float64)
+            picks[c] = members[int(np.argmin(d))]
+            taken[picks[c]] = True
+    for c in np.flatnonzero(picks < 0):  # empty clusters: nearest free row
+        d = sq - 2.0 * (X @ centers[c]).astype(np.float64)
+        d[taken] = np.inf
+        picks[c] = int(np.argmin(d))
+        taken[picks[c]] = True
+    return picks, sizes
+
+
+# -------------------------------------------------------- fingerprint-based
+
+
+@intrinsic
+def _popcnt64(typingctx, x):  # noqa: ARG001 - numba intrinsic signature
+    sig = types.uint64(types.uint64)
+
+    def codegen(context, builder, signature, args):  # noqa: ARG001
+        return builder.ctpop(args[0])
+
+    return sig, codegen
+
+
+@numba.njit(cache=True, nogil=True)
+def _and_counts(bits: np.ndarray, row: np.ndarray, out: np.ndarray) -> None:
+    """out[i] = popcount(bits[i] & row) over the packed words."""
+    n, w = bits.shape
+    for i in range(n):
+        c = 0
+        for j in range(w):
+            c += _popcnt64(bits[i, j] & row[j])
+        out[i] = c
+
+
+def _row_counts(bits: np.ndarray, chunk: int = 8192) -> np.ndarray:
+    """Set bits per row (int64)."""
+    out = np.empty(bits.shape[0], dtype=np.int64)
+    for s in range(0, bits.shape[0], chunk):
+        out[s:s + chunk] = np.bitwise_count(np.asarray(bits[s:s + chunk])).sum(axis=1, dtype=np.int64)
+    return out
+
+
+def _unpack(words: np.ndarray, n_neurons: int) -> np.ndarray:
+    """(R, W) uint64 -> (R, D) uint8 bits in the contract's little-endian order."""
+    w = np.ascontiguousarray(words, dtype="<u8")
+    return np.unpackbits(w.view(np.uint8), axis=-1, bitorder="little")[..., :n_neurons]
+
+
+def _bits_start(bits: np.ndarray, n_neurons: int, chunk: int = 1024) -> int:
+    """Row nearest the firing frequencies p in L1: argmin over rows of sum_{d in row} (1 - 2 p_d)."""
+    n = bits.shape[0]
+    freq = np.zeros(n_neurons, dtype=np.float64)
+    for s in range(0, n, chunk):
+        freq += _unpack(bits[s:s + chunk], n_neurons).sum(axis=0)
+    weight = 1.0 - 2.0 * freq / n
+    score = np.empty(n, dtype=np.float64)
+    for s in range(0, n, chunk):
+        score[s:s + chunk] = _unpack(bits[s:s + chunk], n_neurons) @ weight
+    return int(np.argmin(score))
+
+
+@dataclass
+class _BitDistance:
+    bits: np.ndarray
+    n_neurons: int
+    metric: str
+    counts: np.ndarray
+
+    def __call__(self, j: int) -> np.ndarray:
+        inter = np.empty(self.bits.shape[0], dtype=np.int64)
+        _and_counts(self.bits, np.ascontiguousarray(self.bits[j]), inter)
+        if self.metric == "hamming":
+            return (self.counts + self.counts[j] - 2 * inter) / float(self.n_neurons)
+        union = self.counts + self.counts[j] - inter
+        sim = np.divide(inter, union, out=np.ones(len(inter)), where=union > 0)
+        return 1.0 - sim  # two empty rows are identical: distance 0
+
+
+def select_kcenter_act(
+    bits: np.ndarray, n_neurons: int, budget: int | float, metric: str = "jaccard"
+) -> Selection:
+    """K-center on packed fingerprint rows (N, W) uint64, Jaccard or normalised Hamming distance.
+
+    Jaccard distance = 1 - |A & B| / |A | B| (0 for two empty rows); Hamming =
+    |A ^ B| / n_neurons. Both come from one popcount of ``A & B`` per word
+    (numba, ~2.8x faster than ``np.bitwise_count`` here) plus per-row counts.
+    """
+    if metric not in ("jaccard", "hamming"):
+        raise ValueError(f"metric must be 'jaccard' or 'hamming', got {metric!r}")
+    if bits.ndim != 2 or bits.dtype != np.uint64:
+        raise ValueError(f"bits must be a (N, W) uint64 array, got {bits.dtype} {bits.shape}")
+    if bits.shape[1] != -(-n_neurons // 64):
+        raise ValueError(f"bits has {bits.shape[1]} words per row; {n_neurons} neurons need {-(-n_neurons // 64)}")
+    n = bits.shape[0]
+    if n == 0:
+        raise ValueError("select_kcenter_act needs at least one row")
+    k = resolve_budget(budget, n)
+    bits = np.ascontiguousarray(bits)
+    dist = _BitDistance(bits, n_neurons, metric, _row_counts(bits))
+    ranking, gains, radius = _farthest_first(n, k, _bits_start(bits, n_neurons), dist)
+    settings = {"budget": budget, "metric": metric, "start": "mean", "n_neurons": int(n_neurons)}
+    return _selection("kcenter-act", n, ranking, gains, radius, settings)
+
+
+# ---------------------------------------------------------------- registry
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A registered baseline: what it needs and how to call it."""
+
+    name: str
+    needs: str  # "n", "dataset", "embeddings" or "bits"
+    description: str
+    fn: Callable[..., Selection]
+
+
+BASELINES: dict[str, Baseline] = {
+    "random": Baseline("random", "n", "Uniform random sample (seeded).", select_random),
+    "kcenter-tfidf": Baseline(
+        "kcenter-tfidf", "dataset", "Greedy k-center on TF-IDF vectors, cosine distance.", select_kcenter_tfidf
+    ),
+    "kcenter-embed": Baseline(
+        "kcenter-embed", "embeddings", "Greedy k-center on MiniLM sentence embeddings, cosine distance.",
+        select_kcenter_embed,
+    ),
+    "kmeans-embed": Baseline(
+        "kmeans-embed", "embeddings", "K-means (k = budget) on MiniLM embeddings; sample nearest each centroid.",
+        select_kmeans_embed,
+    ),
+    "kcenter-act": Baseline(
+        "kcenter-act", "bits", "Greedy k-center on activation fingerprints, Jaccard distance (model-aware).",
+        select_kcenter_act,
+    ),
+}

@@ -1,0 +1,519 @@
+"""Activation fingerprints: which MLP neurons fire on each sample's own tokens.
+
+Pipeline per sample: render it (chat template or plain text), tokenize with
+character offsets, mark the sample's *own* tokens (its user/assistant contents;
+never template, system or padding tokens), run the model with forward hooks on
+each chosen layer's MLP activation, pool each neuron over the own tokens (max by
+default: "fires on any own token"), compare with the thresholds, pack bits.
+
+Why the masking matters: with template and system tokens counted, the system
+prompt dominates a max-over-tokens fingerprint and different samples get
+near-identical fingerprints (measured: six unrelated prompts each fired ~37% of
+neurons, nearly the same ones).
+
+Batches are length-sorted (less padding) and padded on the right; a sample's
+bits do not depend on its batch mates. Work is split into chunks of the
+length-sorted order; each finished chunk is committed to the cache atomically,
+so an interrupted run resumes with only the missing chunks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import FINGERPRINT_FORMAT_VERSION, FingerprintConfig, ModelSpec, canonical_json, sha256_text
+from .data import Dataset
+from .models import LoadedModel, load_model, model_identity
+from .store import artifact_dir, commit_folder, load_arrays, new_tmp_folder, remove_entry, save_arrays
+
+ProgressFn = Callable[[int, int], None]  # (samples done, samples total)
+DEFAULT_CHUNK_SIZE = 256
+
+
+class FingerprintError(RuntimeError):
+    """A sample or model cannot be fingerprinted (message says which and why)."""
+
+
+# ---------------------------------------------------------------- result
+
+
+@dataclass(frozen=True)
+class Fingerprints:
+    """Packed fingerprints of a dataset (see docs/CONTRACTS.md for the bit layout)."""
+
+    planes: np.ndarray
+    n_neurons: int
+    layers: tuple[int, ...]
+    layer_offsets: tuple[int, ...]
+    plane_thresholds: tuple[float, ...]
+    firing_counts: np.ndarray
+    token_counts: np.ndarray
+    truncated: np.ndarray
+    key: str
+    path: str | None = None
+    cache_hit: bool = False
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def bits(self) -> np.ndarray:
+        """Plane 0, (N, W) uint64: bit d set when neuron d fires for the sample."""
+        return self.planes[0]
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.planes.shape[1])
+
+    def fired_per_sample(self) -> np.ndarray:
+        """(N,) number of neurons firing per sample."""
+        return np.bitwise_count(np.asarray(self.bits)).sum(axis=1, dtype=np.int64)
+
+    def layer_firing_rates(self) -> np.ndarray:
+        """(n_layers,) mean fraction of a layer's neurons firing per sample."""
+        n = max(self.n_samples, 1)
+        starts, ends = self.layer_offsets[:-1], self.layer_offsets[1:]
+        return np.array([self.firing_counts[a:b].sum() / (n * (b - a)) for a, b in zip(starts, ends, strict=False)])
+
+    def summary(self) -> dict[str, float]:
+        """Firing-rate figures for reports: per-sample share of neurons, and neurons ever firing."""
+        per_sample = self.fired_per_sample() / self.n_neurons
+        return {
+            "n_samples": self.n_samples,
+            "n_neurons": self.n_neurons,
+            "fired_per_sample_mean": float(per_sample.mean()) if len(per_sample) else 0.0,
+            "fired_per_sample_p10": float(np.percentile(per_sample, 10)) if len(per_sample) else 0.0,
+            "fired_per_sample_p50": float(np.percentile(per_sample, 50)) if len(per_sample) else 0.0,
+            "fired_per_sample_p90": float(np.percentile(per_sample, 90)) if len(per_sample) else 0.0,
+            "neurons_ever_firing": float((self.firing_counts > 0).mean()),
+            "n_truncated": int(np.asarray(self.truncated).sum()),
+        }
+
+
+# ---------------------------------------------------------------- inputs
+
+
+@dataclass(frozen=True)
+class EncodedSample:
+    """Token ids of one rendered sample and which of them are its own content."""
+
+    input_ids: tuple[int, ...]
+    own_mask: tuple[bool, ...]
+    truncated: bool
+
+
+def _messages(turns: Sequence[tuple[str, str]], config: FingerprintConfig) -> list[dict[str, str]]:
+    messages = [{"role": role, "content": content} for role, content in turns]
+    has_system = any(role == "system" for role, _ in turns)
+    if config.system_prompt is not None and not has_system:
+        messages.insert(0, {"role": "system", "content": config.system_prompt})
+    return messages
+
+
+def render_sample(tokenizer: Any, turns: Sequence[tuple[str, str]], config: FingerprintConfig) -> tuple[str, list]:
+    """Text the model reads and the character spans of the sample's own content.
+
+    System turns are context, not content: their tokens are never pooled.
+    """
+    if config.template == "plain":
+        parts = [content for role, content in turns if role != "system" and content]
+        text, spans, pos = "", [], 0
+        for i, part in enumerate(parts):
+            if i:
+                text += "\n\n"
+                pos += 2
+            spans.append((pos, pos + len(part)))
+            text += part
+            pos += len(part)
+        return text, spans
+    if not getattr(tokenizer, "chat_template", None):
+        raise FingerprintError("the model's tokenizer has no chat template; use template='plain'")
+    messages = _messages(turns, config)
+    text = tokenizer.apply_chat_template(messages, tokenize=False)
+    spans, cursor = [], 0
+    for message in messages:
+        content = message["content"]
+        if not content:
+            continue
+        start = text.find(content, cursor)
+        if start < 0:
+            stripped = content.strip()
+            start = text.find(stripped, cursor) if stripped else -1
+            content = stripped
+        if start < 0:
+            raise FingerprintError(
+                f"the chat template changed a {message['role']} turn's text; cannot locate it (use template='plain')"
+            )
+        if message["role"] != "system":
+            spans.append((start, start + len(content)))
+        cursor = start + len(content)
+    return text, spans
+
+
+def encode_sample(tokenizer: Any, turns: Sequence[tuple[str, str]], config: FingerprintConfig, max_tokens: int):
+    """Tokenize one sample; own tokens are those overlapping its content spans."""
+    text, spans = render_sample(tokenizer, turns, config)
+    add_special = config.template == "plain"
+    enc = tokenizer(text, add_special_tokens=add_special, return_offsets_mapping=True)
+    ids, offsets = enc["input_ids"], enc["offset_mapping"]
+    own = []
+    for start, end in offsets:
+        hit = end > start and any(start < b and end > a for a, b in spans)
+        own.append(hit or config.count_template_tokens)
+    truncated = len(ids) > max_tokens
+    return EncodedSample(tuple(ids[:max_tokens]), tuple(own[:max_tokens]), truncated)
+
+
+# ---------------------------------------------------------------- hooks
+
+
+def _layer_list(model: Any) -> list[Any]:
+    """The transformer blocks of a model, for the families we know."""
+    base = getattr(model, "base_model", model)
+    for path in ("layers", "h", "encoder.layer", "decoder.layers", "language_model.layers", "model.layers"):
+        obj = base
+        for attr in path.split("."):
+            obj = getattr(obj, attr, None)
+            if obj is None:
+                break
+        if obj is not None and hasattr(obj, "__len__") and len(obj) > 0:
+            return list(obj)
+    raise FingerprintError(f"unsupported model family {type(model).__name__}: no list of transformer blocks found")
+
+
+def activation_module(block: Any) -> tuple[Any, int]:
+    """(module whose output is the MLP activation (B, T, width), width) of one block.
+
+    Llama / Mistral / Qwen2-3 / Gemma / Phi-3: ``mlp.act_fn`` (gate activation
+    of the gated MLP). GPT-2: ``mlp.act``. BERT-style encoders:
+    ``intermediate`` (activation of the dense up-projection).
+    """
+    mlp = getattr(block, "mlp", None)
+    if mlp is not None:
+        for name in ("act_fn", "act", "activation_fn"):
+            act = getattr(mlp, name, None)
+            if act is not None and hasattr(act, "register_forward_hook"):
+                width = _mlp_width(mlp)
+                if width:
+                    return act, width
+    inter = getattr(block, "intermediate", None)
+    if inter is not None and hasattr(inter, "dense"):
+        return inter, inter.dense.out_features
+    raise FingerprintError(f"no MLP activation found in block {type(block).__name__}")
+
+
+def _mlp_width(mlp: Any) -> int | None:
+    for name in ("gate_proj", "up_proj", "fc1", "c_fc", "dense_h_to_4h", "gate_up_proj"):
+        lin = getattr(mlp, name, None)
+        if lin is None:
+            continue
+        width = getattr(lin, "out_features", None) or getattr(lin, "nf", None)
+        if name == "gate_up_proj" and width:
+            width //= 2
+        if width:
+            return int(width)
+    return None
+
+
+class _StopForward(Exception):
+    """Raised after the last hooked layer: later layers and the LM head are skipped."""
+
+
+class ActivationRecorder:
+    """Forward hooks that pool each hooked layer's activation into firing bits."""
+
+    def __init__(self, model: Any, layers: Sequence[int] | None, config: FingerprintConfig):
+        blocks = _layer_list(model)
+        self.layers = tuple(range(len(blocks))) if layers is None else tuple(int(i) for i in layers)
+        bad = [i for i in self.layers if not -len(blocks) <= i < len(blocks)]
+        if bad:
+            raise FingerprintError(
+                f"layers {bad} out of range: the model has {len(blocks)} layers (0..{len(blocks) - 1})"
+            )
+        self.layers = tuple(i % len(blocks) for i in self.layers)
+        self.config = config
+        self.modules, offsets = [], [0]
+        for i in self.layers:
+            module, width = activation_module(blocks[i])
+            self.modules.append(module)
+            offsets.append(offsets[-1] + width)
+        self.layer_offsets = tuple(offsets)
+        self.n_neurons = offsets[-1]
+        self.last_layer = max(self.layers)
+        self._handles: list[Any] = []
+        self.own = None
+        self.fired = None
+
+    def __enter__(self) -> ActivationRecorder:
+        for slot, (layer, module) in enumerate(zip(self.layers, self.modules, strict=False)):
+            self._handles.append(module.register_forward_hook(self._hook(slot, layer == self.last_layer)))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def _hook(self, slot: int, is_last: bool):
+        def hook(_module: Any, _inputs: Any, output: Any) -> None:
+            a, b = self.layer_offsets[slot], self.layer_offsets[slot + 1]
+            self.fired[:, :, a:b] = self._pool(output)
+            if is_last and self.stop_early:
+                raise _StopForward
+
+        return hook
+
+    def _pool(self, act: Any) -> Any:
+        """(P, B, width) bool: which neurons fire for each sample of the batch."""
+        import torch
+
+        own = self.own  # (B, T) bool
+        cfg = self.config
+        if cfg.rule == "topk":
+            k = min(cfg.top_k, act.shape[-1])
+            idx = act.topk(k, dim=-1).indices  # (B, T, k)
+            hits = torch.zeros(act.shape[0], act.shape[-1], dtype=torch.bool, device=act.device)
+            rows = torch.arange(act.shape[0], device=act.device)[:, None, None].expand_as(idx)
+            keep = own[:, :, None].expand_as(idx)
+            hits[rows[keep], idx[keep]] = True
+            return hits[None]
+        if cfg.pooling == "max":
+            masked = act.masked_fill(~own[:, :, None], float("-inf"))
+            pooled = masked.amax(dim=1).float()
+        else:
+            weights = own[:, :, None].to(act.dtype)
+            pooled = (act * weights).sum(dim=1).float() / own.sum(dim=1, keepdim=True).clamp(min=1).float()
+        thresholds = torch.tensor(cfg.planes, device=act.device, dtype=torch.float32)
+        return pooled[None] > thresholds[:, None, None]
+
+    stop_early = True
+
+
+def _pack_bits(fired: np.ndarray, n_words: int) -> np.ndarray:
+    """(..., D) bool -> (..., n_words) uint64; neuron d at word d//64, bit d%64."""
+    pad = n_words * 64 - fired.shape[-1]
+    if pad:
+        fired = np.concatenate([fired, np.zeros(fired.shape[:-1] + (pad,), dtype=bool)], axis=-1)
+    packed = np.packbits(fired, axis=-1, bitorder="little")
+    return np.ascontiguousarray(packed).view("<u8")
+
+
+def run_batches(
+    loaded: LoadedModel,
+    encoded: Sequence[EncodedSample],
+    recorder: ActivationRecorder,
+    batch_size: int,
+    on_batch: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """Forward ``encoded`` samples in the given order, batch by batch; (P, n, W) packed bits."""
+    import torch
+
+    n_words = (recorder.n_neurons + 63) // 64
+    n_planes = len(recorder.config.planes)
+    out = np.zeros((n_planes, len(encoded), n_words), dtype=np.uint64)
+    pad_id = loaded.tokenizer.pad_token_id
+    if pad_id is None:
+        pad_id = loaded.tokenizer.eos_token_id or 0
+    base = getattr(loaded.model, "base_model", loaded.model)
+    with torch.inference_mode(), recorder:
+        for start in range(0, len(encoded), batch_size):
+            batch = encoded[start : start + batch_size]
+            width = max(1, max(len(s.input_ids) for s in batch))
+            ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+            attn = torch.zeros((len(batch), width), dtype=torch.long)
+            own = torch.zeros((len(batch), width), dtype=torch.bool)
+            for row, sample in enumerate(batch):
+                n = len(sample.input_ids)
+                ids[row, :n] = torch.tensor(sample.input_ids, dtype=torch.long)
+                attn[row, :n] = 1
+                own[row, :n] = torch.tensor(sample.own_mask, dtype=torch.bool)
+            recorder.own = own.to(loaded.device)
+            recorder.fired = torch.zeros(
+                (n_planes, len(batch), recorder.n_neurons), dtype=torch.bool, device=loaded.device
+            )
+            with contextlib.suppress(_StopForward):
+                base(input_ids=ids.to(loaded.device), attention_mask=attn.to(loaded.device))
+            out[:, start : start + len(batch)] = _pack_bits(recorder.fired.cpu().numpy(), n_words)
+            if on_batch is not None:
+                on_batch(len(batch))
+    return out
+
+
+# ---------------------------------------------------------------- cache + driver
+
+
+def fingerprint_key(dataset_hash: str, identity: dict[str, Any], config: FingerprintConfig) -> str:
+    """Cache key: records, model identity, settings that change bits, format version."""
+    payload = {
+        "dataset": dataset_hash,
+        "model": identity["hash"],
+        "settings": config.cache_hash(),
+        "format": FINGERPRINT_FORMAT_VERSION,
+    }
+    return sha256_text(canonical_json(payload))[:24]
+
+
+def _from_cache(arrays: dict[str, np.ndarray], meta: dict[str, Any], folder: Path, hit: bool) -> Fingerprints:
+    return Fingerprints(
+        planes=arrays["planes"],
+        n_neurons=int(meta["n_neurons"]),
+        layers=tuple(meta["layers"]),
+        layer_offsets=tuple(meta["layer_offsets"]),
+        plane_thresholds=tuple(float(t) for t in meta["plane_thresholds"]),
+        firing_counts=arrays["firing_counts"],
+        token_counts=arrays["token_counts"],
+        truncated=arrays["truncated"].astype(bool),
+        key=meta["key"],
+        path=str(folder),
+        cache_hit=hit,
+        meta=meta,
+    )
+
+
+@dataclass
+class RunStats:
+    """What a fingerprint run did: chunks computed vs reused, tokens read."""
+
+    chunks_total: int = 0
+    chunks_cached: int = 0
+    chunks_computed: int = 0
+    samples_computed: int = 0
+    tokens_computed: int = 0
+
+
+def cached_fingerprints(
+    dataset: Dataset, spec: ModelSpec, config: FingerprintConfig, cache: str | Path | None = None
+) -> Fingerprints | None:
+    """The cached result when present and intact (no model is loaded), else None."""
+    key = fingerprint_key(dataset.content_hash(), model_identity(spec), config)
+    folder = artifact_dir("fingerprints", key, cache) / "result"
+    found = load_arrays(folder)
+    return None if found is None else _from_cache(*found, folder, hit=True)
+
+
+def fingerprint_dataset(
+    dataset: Dataset,
+    spec: ModelSpec | None = None,
+    config: FingerprintConfig | None = None,
+    cache: str | Path | None = None,
+    progress: ProgressFn | None = None,
+    loaded: LoadedModel | None = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    stats: RunStats | None = None,
+) -> Fingerprints:
+    """Fingerprints of every record, from the cache when possible.
+
+    Missing chunks are computed and committed one by one; the assembled result
+    is written atomically and verified on every read.
+    """
+    spec = spec or ModelSpec()
+    config = config or FingerprintConfig()
+    stats = stats if stats is not None else RunStats()
+    if len(dataset) == 0:
+        raise FingerprintError("the dataset has no records")
+    identity = loaded.identity if loaded is not None else model_identity(spec)
+    key = fingerprint_key(dataset.content_hash(), identity, config)
+    root = artifact_dir("fingerprints", key, cache)
+    found = load_arrays(root / "result")
+    if found is not None:
+        return _from_cache(*found, root / "result", hit=True)
+
+    loaded = loaded or load_model(spec, cache)
+    recorder = ActivationRecorder(loaded.model, config.layers, config)
+    window = min(config.max_tokens, loaded.max_positions or config.max_tokens)
+    encoded = [encode_sample(loaded.tokenizer, dataset.turns[i], config, window) for i in range(len(dataset))]
+    lengths = np.array([len(s.input_ids) for s in encoded], dtype=np.int64)
+    order = np.argsort(lengths, kind="stable")
+    chunks = [order[i : i + chunk_size] for i in range(0, len(order), chunk_size)]
+    stats.chunks_total = len(chunks)
+    done = [0]
+
+    def advance(n_samples: int) -> None:
+        done[0] += n_samples
+        if progress is not None:
+            progress(done[0], len(dataset))
+
+    for number, rows in enumerate(chunks):
+        folder = root / "chunks" / f"c{chunk_size}-{number:06d}"
+        if load_arrays(folder, mmap=False) is not None:
+            stats.chunks_cached += 1
+            advance(len(rows))
+            continue
+        planes = run_batches(loaded, [encoded[i] for i in rows], recorder, config.batch_size, advance)
+        save_arrays(folder, {"rows": rows.astype(np.int64), "planes": planes}, {"chunk": number, "key": key})
+        stats.chunks_computed += 1
+        stats.samples_computed += len(rows)
+        stats.tokens_computed += int(lengths[rows].sum())
+    own_counts = np.array([sum(s.own_mask) for s in encoded], dtype=np.int32)
+    truncated = np.array([s.truncated for s in encoded], dtype=bool)
+    meta = {
+        "key": key,
+        "format_version": FINGERPRINT_FORMAT_VERSION,
+        "dataset_name": dataset.name,
+        "dataset_hash": dataset.content_hash(),
+        "model": identity,
+        "settings": config.to_dict(),
+        "layers": list(recorder.layers),
+        "layer_offsets": list(recorder.layer_offsets),
+        "n_neurons": recorder.n_neurons,
+        "n_samples": len(dataset),
+        "plane_thresholds": [float(t) for t in config.planes],
+        "window": window,
+    }
+    folder = _assemble(root, chunks, chunk_size, recorder, len(config.planes), own_counts, truncated, meta)
+    found = load_arrays(folder)
+    if found is None:
+        raise FingerprintError(f"{folder}: freshly written fingerprints failed verification")
+    shutil.rmtree(root / "chunks", ignore_errors=True)
+    return _from_cache(*found, folder, hit=False)
+
+
+def _assemble(
+    root: Path,
+    chunks: list[np.ndarray],
+    chunk_size: int,
+    recorder: ActivationRecorder,
+    n_planes: int,
+    own_counts: np.ndarray,
+    truncated: np.ndarray,
+    meta: dict[str, Any],
+) -> Path:
+    """Scatter committed chunks into one memory-mapped (P, N, W) array; commit atomically."""
+    n, n_words = len(own_counts), (recorder.n_neurons + 63) // 64
+    tmp = new_tmp_folder(root / "result")
+    try:
+        planes = np.lib.format.open_memmap(tmp / "planes.npy", mode="w+", dtype="<u8", shape=(n_planes, n, n_words))
+        for number, rows in enumerate(chunks):
+            found = load_arrays(root / "chunks" / f"c{chunk_size}-{number:06d}", mmap=False)
+            if found is None:
+                raise FingerprintError(f"chunk {number} vanished or is corrupt; run again to recompute it")
+            chunk_rows = found[0]["rows"]
+            if not np.array_equal(chunk_rows, rows):
+                remove_entry(root / "chunks" / f"c{chunk_size}-{number:06d}")
+                raise FingerprintError(f"chunk {number} belongs to another sample order; run again")
+            planes[:, chunk_rows] = found[0]["planes"]
+        planes.flush()
+        counts = _column_counts(planes[0], recorder.n_neurons)
+        del planes
+        np.save(tmp / "firing_counts.npy", counts, allow_pickle=False)
+        np.save(tmp / "token_counts.npy", own_counts, allow_pickle=False)
+        np.save(tmp / "truncated.npy", truncated, allow_pickle=False)
+        return commit_folder(tmp, root / "result", meta)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _column_counts(bits: np.ndarray, n_neurons: int) -> np.ndarray:
+    """(D,) number of rows with each bit set, streaming over row blocks (<= ~64 MB unpacked)."""
+    counts = np.zeros(bits.shape[1] * 64, dtype=np.int64)
+    block = max(1, (64 << 20) // max(1, bits.shape[1] * 64))
+    for start in range(0, bits.shape[0], block):
+        rows = np.ascontiguousarray(bits[start : start + block]).view(np.uint8)
+        counts += np.unpackbits(rows, axis=1, bitorder="little").sum(axis=0, dtype=np.int64)
+    return counts[:n_neurons]

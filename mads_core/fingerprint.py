@@ -423,7 +423,7 @@ def fingerprint_dataset(
     if found is not None:
         return _from_cache(*found, root / "result", hit=True)
 
-    loaded = loaded or load_model(spec, cache)
+    loaded = loaded or load_model(spec)
     recorder = ActivationRecorder(loaded.model, config.layers, config)
     window = min(config.max_tokens, loaded.max_positions or config.max_tokens)
     encoded = [encode_sample(loaded.tokenizer, dataset.turns[i], config, window) for i in range(len(dataset))]

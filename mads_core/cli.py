@@ -1,0 +1,237 @@
+"""Command line: ``python -m mads_core <command> ...`` (also installed as ``mads``).
+
+The CLI and the app call the same ``mads_core`` functions, so the same data,
+model and settings give byte-identical results in both. Bad input exits with
+code 2 and a one-line reason on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .config import FingerprintConfig, ModelSpec
+from .data import DataError, Dataset
+
+EXIT_BAD_INPUT = 2
+
+
+class UsageError(ValueError):
+    """Bad command-line input (reported in one line, exit code 2)."""
+
+
+# ---------------------------------------------------------------- parsing helpers
+
+
+def parse_layers(text: str | None) -> tuple[int, ...] | None:
+    """'all' / None -> all layers; '0,5,10' and ranges '0-9,20' -> tuple of ints."""
+    if text is None or text.strip().lower() in ("", "all"):
+        return None
+    layers: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        span = re.fullmatch(r"(\d+)-(\d+)", part)
+        try:
+            if span:
+                layers.extend(range(int(span.group(1)), int(span.group(2)) + 1))
+            else:
+                layers.append(int(part))
+        except ValueError:
+            raise UsageError(f"--layers: cannot read {part!r} (use e.g. 'all', '0,5,10' or '0-9')") from None
+    return tuple(layers)
+
+
+def parse_floats(text: str | None, name: str) -> tuple[float, ...]:
+    if text is None or text.strip().lower() in ("", "none"):
+        return ()
+    try:
+        return tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise UsageError(f"{name}: cannot read {text!r} as comma-separated numbers") from None
+
+
+def add_data_args(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("data")
+    g.add_argument("--data", default="demo", help="'demo', 'demo:<preset>' or a file (JSON/JSONL/CSV/Parquet)")
+    g.add_argument("--format", default="auto", help="auto | alpaca | chat | table")
+    g.add_argument("--text-column", default=None, help="text column for CSV/Parquet")
+    g.add_argument("--response-column", default=None, help="optional response column for CSV/Parquet")
+    g.add_argument("--category-column", default=None, help="optional category column")
+    g.add_argument("--on-error", default="raise", choices=["raise", "skip"], help="bad records: stop or skip+report")
+
+
+def add_model_args(parser: argparse.ArgumentParser) -> None:
+    defaults = FingerprintConfig()
+    g = parser.add_argument_group("model and fingerprint settings")
+    g.add_argument("--model", default="bundled", help="'bundled', a local model folder, or a hub id")
+    g.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    g.add_argument("--dtype", default="auto", help="auto | float32 | bfloat16 | float16")
+    g.add_argument("--trust-remote-code", action="store_true", help="allow code from the model repo (off)")
+    g.add_argument("--layers", default="all", help="'all', '0,5,10' or '0-9' (default: all)")
+    g.add_argument("--rule", default=defaults.rule, choices=["threshold", "topk"])
+    g.add_argument("--threshold", type=float, default=defaults.threshold, help=f"tau (default {defaults.threshold})")
+    g.add_argument(
+        "--levels",
+        default=",".join(str(x) for x in defaults.levels),
+        help="extra thresholds for finer activation states, comma-separated, or 'none'",
+    )
+    g.add_argument("--top-k", type=int, default=defaults.top_k, help="neurons per token for --rule topk")
+    g.add_argument("--pooling", default=defaults.pooling, choices=["max", "mean"])
+    g.add_argument("--template", default=defaults.template, choices=["chat", "plain"])
+    g.add_argument("--max-tokens", type=int, default=defaults.max_tokens)
+    g.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    g.add_argument("--count-template-tokens", action="store_true", help="pool template/system tokens too (off)")
+    g.add_argument("--cache-dir", default=None, help="cache root (default: $MADS_CACHE_DIR or user cache dir)")
+    g.add_argument("--chunk-size", type=int, default=256, help="samples per resumable cache chunk")
+
+
+def dataset_from_args(args: argparse.Namespace) -> Dataset:
+    from .data import load_records
+    from .demo import load_demo
+
+    if args.data == "demo" or args.data.startswith("demo:"):
+        return load_demo(args.data.split(":", 1)[1] if ":" in args.data else "default")
+    return load_records(
+        args.data,
+        fmt=args.format,
+        text_column=args.text_column,
+        response_column=args.response_column,
+        category_column=args.category_column,
+        on_error=args.on_error,
+    )
+
+
+def model_spec_from_args(args: argparse.Namespace) -> ModelSpec:
+    return ModelSpec(name=args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
+
+
+def fingerprint_config_from_args(args: argparse.Namespace) -> FingerprintConfig:
+    return FingerprintConfig(
+        layers=parse_layers(args.layers),
+        rule=args.rule,
+        threshold=args.threshold,
+        levels=parse_floats(args.levels, "--levels") if args.rule == "threshold" else (),
+        top_k=args.top_k,
+        pooling=args.pooling,
+        template=args.template,
+        count_template_tokens=args.count_template_tokens,
+        max_tokens=args.max_tokens,
+        batch_size=args.batch_size,
+    )
+
+
+def tqdm_progress(desc: str) -> tuple[Callable[[int, int], None], Callable[[], None]]:
+    """A (progress, close) pair driving a tqdm bar on stderr."""
+    from tqdm import tqdm
+
+    state: dict[str, Any] = {}
+
+    def progress(done: int, total: int) -> None:
+        bar = state.get("bar")
+        if bar is None:
+            bar = state["bar"] = tqdm(total=total, desc=desc, unit="sample", file=sys.stderr, dynamic_ncols=True)
+        bar.update(done - bar.n)
+
+    def close() -> None:
+        if state.get("bar") is not None:
+            state["bar"].close()
+
+    return progress, close
+
+
+def compute_fingerprints(args: argparse.Namespace, dataset: Dataset, quiet: bool = False):
+    """Fingerprints for the CLI's settings (cache first), with a progress bar."""
+    from .fingerprint import RunStats, fingerprint_dataset
+
+    stats = RunStats()
+    progress, close = tqdm_progress("fingerprinting") if not quiet else (None, lambda: None)
+    try:
+        fp = fingerprint_dataset(
+            dataset,
+            model_spec_from_args(args),
+            fingerprint_config_from_args(args),
+            cache=args.cache_dir,
+            progress=progress,
+            chunk_size=args.chunk_size,
+            stats=stats,
+        )
+    finally:
+        close()
+    return fp, stats
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_fingerprint(args: argparse.Namespace) -> int:
+    dataset = dataset_from_args(args)
+    if dataset.report.skipped or dataset.report.duplicates:
+        print(dataset.report.summary(), file=sys.stderr)
+    fp, stats = compute_fingerprints(args, dataset, quiet=args.json)
+    summary = fp.summary()
+    report = {
+        "dataset": dataset.name,
+        "N": fp.n_samples,
+        "D": fp.n_neurons,
+        "layers": len(fp.layers),
+        "cache_hit": fp.cache_hit,
+        "cache_path": fp.path,
+        "chunks_cached": stats.chunks_cached,
+        "chunks_computed": stats.chunks_computed,
+        "samples_computed": stats.samples_computed,
+        **summary,
+    }
+    if args.json:
+        print(json.dumps(report, sort_keys=True))
+        return 0
+    print(f"N={fp.n_samples} samples  D={fp.n_neurons} neurons ({len(fp.layers)} layers)")
+    print(
+        "firing per sample: mean {:.2%}  p10 {:.2%}  p50 {:.2%}  p90 {:.2%}; neurons ever firing {:.1%}".format(
+            summary["fired_per_sample_mean"],
+            summary["fired_per_sample_p10"],
+            summary["fired_per_sample_p50"],
+            summary["fired_per_sample_p90"],
+            summary["neurons_ever_firing"],
+        )
+    )
+    if summary["n_truncated"]:
+        print(f"truncated at the token window: {summary['n_truncated']} samples")
+    if fp.cache_hit:
+        print(f"cache: hit (no forward pass)  {fp.path}")
+    else:
+        print(
+            f"cache: miss, computed {stats.chunks_computed} chunk(s), reused {stats.chunks_cached}"
+            f" of {stats.chunks_total}  {fp.path}"
+        )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m mads_core", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    fp = sub.add_parser("fingerprint", help="compute (or load cached) activation fingerprints")
+    add_data_args(fp)
+    add_model_args(fp)
+    fp.add_argument("--json", action="store_true", help="print one JSON line instead of text")
+    fp.set_defaults(func=cmd_fingerprint)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from .fingerprint import FingerprintError
+    from .models import ModelError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (DataError, ModelError, FingerprintError, UsageError, ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted: finished chunks are kept in the cache; run again to resume", file=sys.stderr)
+        return 130

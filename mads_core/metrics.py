@@ -1,0 +1,320 @@
+"""How good is a selection? Pure functions: index arrays in, numbers / frames out.
+
+* neuron coverage — fraction of *coverable* neurons (fired by at least one
+  sample of the whole set) that the subset fires, overall and per layer;
+* text diversity — mean nearest-neighbour cosine distance inside the subset
+  (are picks spread out?) and the k-center radius (how far is the worst-served
+  sample from its nearest pick?);
+* category coverage and normalised entropy, length statistics, and the overlap
+  of two selections.
+
+``coverage_curves`` and ``metrics_table`` evaluate many budgets of many methods
+in one call. Budgets of one method are prefixes of its ranking, so every curve
+is built incrementally along the ranking (a running OR of fingerprint rows, a
+running min-distance vector) instead of recomputing each budget from scratch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .baselines import resolve_budget
+from .select import Selection
+
+_CHUNK = 4096
+
+
+# ----------------------------------------------------------------- helpers
+
+
+def _as_index(idx: Sequence[int] | np.ndarray) -> np.ndarray:
+    arr = np.asarray(idx, dtype=np.int64).ravel()
+    return arr
+
+
+def _or_rows(bits: np.ndarray, idx: np.ndarray | None = None) -> np.ndarray:
+    """Bitwise OR of the rows ``idx`` (all rows when None), read in chunks."""
+    acc = np.zeros(bits.shape[1], dtype=np.uint64)
+    n = bits.shape[0] if idx is None else len(idx)
+    for s in range(0, n, _CHUNK):
+        block = bits[s:s + _CHUNK] if idx is None else bits[np.sort(idx[s:s + _CHUNK])]
+        if len(block):
+            acc |= np.bitwise_or.reduce(np.asarray(block), axis=0)
+    return acc
+
+
+def _unpack(words: np.ndarray, n_neurons: int) -> np.ndarray:
+    """Packed uint64 words -> one 0/1 byte per neuron (neuron d = word d // 64, bit d % 64)."""
+    w = np.ascontiguousarray(words, dtype="<u8")
+    return np.unpackbits(w.view(np.uint8), bitorder="little")[:n_neurons]
+
+
+def _popcount(words: np.ndarray) -> int:
+    return int(np.bitwise_count(words).sum(dtype=np.int64))
+
+
+def _unit(emb: np.ndarray) -> np.ndarray:
+    e = np.asarray(emb, dtype=np.float32)
+    norms = np.linalg.norm(e, axis=1, keepdims=True)
+    return np.divide(e, norms, out=np.zeros_like(e), where=norms > 0)
+
+
+# ---------------------------------------------------------- neuron coverage
+
+
+def neuron_coverage(
+    bits: np.ndarray,
+    n_neurons: int,
+    idx: Sequence[int] | np.ndarray,
+    layer_offsets: Sequence[int] | None = None,
+) -> dict[str, Any]:
+    """Neuron coverage of the subset ``idx`` of packed fingerprint rows ``bits`` (N, W) uint64.
+
+    Returns ``covered`` (neurons the subset fires), ``coverable`` (fired by any
+    sample), ``coverage`` = covered / coverable (NaN when nothing fires),
+    ``coverage_all`` = covered / n_neurons, and with ``layer_offsets`` (first
+    neuron of each layer + final D) ``per_layer`` float array of per-layer
+    covered / coverable (NaN for a layer where nothing fires).
+    """
+    idx = _as_index(idx)
+    sub, whole = _or_rows(bits, idx), _or_rows(bits)
+    covered, coverable = _popcount(sub), _popcount(whole)
+    out: dict[str, Any] = {
+        "covered": covered,
+        "coverable": coverable,
+        "coverage": covered / coverable if coverable else float("nan"),
+        "coverage_all": covered / n_neurons if n_neurons else float("nan"),
+    }
+    if layer_offsets is not None:
+        out["per_layer"] = _per_layer(_unpack(sub, n_neurons), _unpack(whole, n_neurons), layer_offsets)
+    return out
+
+
+def _per_layer(sub: np.ndarray, whole: np.ndarray, offsets: Sequence[int]) -> np.ndarray:
+    starts = np.asarray(offsets[:-1], dtype=np.int64)
+    c = np.add.reduceat(sub.astype(np.int64), starts) if len(starts) else np.zeros(0)
+    t = np.add.reduceat(whole.astype(np.int64), starts) if len(starts) else np.zeros(0)
+    # reduceat on an empty layer (start == next start) returns the element, not 0
+    empty = np.diff(np.asarray(offsets)) == 0
+    c, t = np.where(empty, 0, c), np.where(empty, 0, t)
+    return np.divide(c, t, out=np.full(len(t), np.nan), where=t > 0)
+
+
+def _coverage_prefix_counts(bits: np.ndarray, ranking: np.ndarray, upto: int) -> np.ndarray:
+    """covered[i] = neurons fired by ranking[:i + 1]; a running OR, O(upto * W)."""
+    acc = np.zeros(bits.shape[1], dtype=np.uint64)
+    counts = np.empty(upto, dtype=np.int64)
+    total = 0
+    for i in range(upto):
+        row = np.asarray(bits[int(ranking[i])])
+        total += _popcount(row & ~acc)
+        acc |= row
+        counts[i] = total
+    return counts
+
+
+def _resolved(budgets: Sequence[int | float], n: int) -> list[int]:
+    return [resolve_budget(b, n) for b in budgets]
+
+
+def coverage_curves(
+    selections: Mapping[str, Selection],
+    bits: np.ndarray,
+    n_neurons: int,
+    budgets: Sequence[int | float],
+) -> pd.DataFrame:
+    """Neuron coverage of every method at every budget, one row per (method, budget).
+
+    Columns: method, budget (as given), k (resolved count), k_used (picks
+    actually available: min(k, len(ranking))), covered, coverable, coverage,
+    coverage_all. One running OR per method up to its largest budget.
+    """
+    n = bits.shape[0]
+    coverable = _popcount(_or_rows(bits))
+    ks = _resolved(budgets, n)
+    rows = []
+    for name, sel in selections.items():
+        upto = min(max(ks, default=0), len(sel.ranking))
+        counts = _coverage_prefix_counts(bits, sel.ranking, upto)
+        for k in ks:
+            used = min(k, len(sel.ranking))
+            cov = int(counts[used - 1]) if used else 0
+            rows.append({
+                "method": name, "k": k, "k_used": used, "covered": cov, "coverable": coverable,
+                "coverage": cov / coverable if coverable else np.nan,
+                "coverage_all": cov / n_neurons if n_neurons else np.nan,
+            })
+    return _with_budget_column(rows, [b for _ in selections for b in budgets])
+
+
+def _with_budget_column(rows: list[dict[str, Any]], budgets: list[int | float]) -> pd.DataFrame:
+    df = pd.DataFrame(rows)
+    df.insert(1, "budget", pd.Series(budgets, dtype=object))
+    return df
+
+
+# ----------------------------------------------------------- text diversity
+
+
+def _diversity_curve(
+    unit: np.ndarray, ranking: np.ndarray, ks: Sequence[int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(mean NN cosine distance within the subset, k-center radius) at each k in ``ks``.
+
+    Walks the ranking in blocks: new picks update the NN distance of earlier
+    picks and the min distance of every sample. Cost O(N * K * d) once, not per k.
+    """
+    kmax = max(ks, default=0)
+    stops = sorted({0, *ks, *range(0, kmax, 512)})
+    sel = np.asarray(ranking[:kmax], dtype=np.int64)
+    nn = np.full(kmax, np.inf)
+    mind = np.full(unit.shape[0], np.inf)
+    mean_nn, radius = {0: np.nan}, {0: np.nan}
+    for a, b in zip(stops[:-1], stops[1:], strict=True):
+        new = unit[sel[a:b]]
+        d = np.clip(1.0 - unit[sel[:b]] @ new.T, 0.0, 2.0).astype(np.float64)
+        d[np.arange(a, b), np.arange(b - a)] = np.inf  # not its own neighbour
+        nn[:a] = np.minimum(nn[:a], d[:a].min(axis=1)) if a else nn[:a]
+        nn[a:b] = d.min(axis=0)
+        for s in range(0, unit.shape[0], _CHUNK):
+            blk = np.clip(1.0 - unit[s:s + _CHUNK] @ new.T, 0.0, 2.0)
+            np.minimum(mind[s:s + _CHUNK], blk.min(axis=1), out=mind[s:s + _CHUNK])
+        mean_nn[b] = float(nn[:b].mean()) if b >= 2 else np.nan
+        radius[b] = float(mind.max())
+    return np.array([mean_nn[k] for k in ks]), np.array([radius[k] for k in ks])
+
+
+def text_diversity(emb: np.ndarray, idx: Sequence[int] | np.ndarray) -> dict[str, float]:
+    """Spread of the subset ``idx`` in embedding space (cosine distance = 1 - cos).
+
+    ``mean_nn_distance``: mean over picks of the distance to the nearest other
+    pick (NaN for fewer than 2 picks). ``radius``: max over ALL samples of the
+    distance to the nearest pick (NaN for no picks). Higher spread, lower radius = more diverse.
+    """
+    idx = _as_index(idx)
+    mean_nn, radius = _diversity_curve(_unit(emb), idx, [len(idx)])
+    return {"mean_nn_distance": float(mean_nn[0]), "radius": float(radius[0])}
+
+
+# ------------------------------------------------------- categories, length
+
+
+def category_stats(categories: Sequence[str | None], idx: Sequence[int] | np.ndarray) -> dict[str, Any]:
+    """Category coverage of the subset; records without a category (None) are ignored.
+
+    ``categories_covered`` / ``categories_total`` (distinct labels in subset / in
+    the whole set), ``category_coverage`` (their ratio), ``category_entropy``:
+    Shannon entropy of the subset's label distribution divided by log(total
+    labels), so 1 means spread evenly over every label of the dataset. NaN where
+    undefined (no labels, or a single label in the dataset).
+    """
+    idx = _as_index(idx)
+    labels = sorted({c for c in categories if c is not None})
+    total = len(labels)
+    picked = [categories[int(i)] for i in idx]
+    counts = pd.Series([c for c in picked if c is not None], dtype=object).value_counts()
+    covered = int(len(counts))
+    entropy = np.nan
+    if total >= 2 and counts.sum() > 0:
+        p = counts.to_numpy(dtype=np.float64) / counts.sum()
+        entropy = float(-(p * np.log(p)).sum() / np.log(total))
+    return {
+        "categories_total": total,
+        "categories_covered": covered,
+        "category_coverage": covered / total if total else np.nan,
+        "category_entropy": entropy,
+        "labelled": int(counts.sum()),
+    }
+
+
+def length_stats(lengths: Sequence[float] | np.ndarray, idx: Sequence[int] | np.ndarray) -> dict[str, float]:
+    """Length summary (tokens or characters, whatever ``lengths`` holds) of the subset."""
+    idx = _as_index(idx)
+    v = np.asarray(lengths, dtype=np.float64)[idx]
+    if len(v) == 0:
+        return {k: np.nan for k in ("len_mean", "len_median", "len_p10", "len_p90", "len_min", "len_max")} | {
+            "len_total": 0.0}
+    p10, med, p90 = np.percentile(v, [10, 50, 90])
+    return {
+        "len_mean": float(v.mean()), "len_median": float(med), "len_p10": float(p10), "len_p90": float(p90),
+        "len_min": float(v.min()), "len_max": float(v.max()), "len_total": float(v.sum()),
+    }
+
+
+# ------------------------------------------------------------------ overlap
+
+
+def overlap(idx_a: Sequence[int] | np.ndarray, idx_b: Sequence[int] | np.ndarray) -> dict[str, Any]:
+    """How two selections overlap.
+
+    ``only_a`` and ``both`` keep A's order, ``only_b`` keeps B's order (rank order
+    when given rankings); ``n_*`` are their sizes; ``jaccard`` = |A & B| / |A | B|
+    (1.0 for two empty selections: they are identical).
+    """
+    a, b = _as_index(idx_a), _as_index(idx_b)
+    in_b, in_a = np.isin(a, b), np.isin(b, a)
+    only_a, both, only_b = a[~in_b], a[in_b], b[~in_a]
+    ua, ub = np.unique(a), np.unique(b)
+    inter = len(np.intersect1d(ua, ub))
+    union = len(ua) + len(ub) - inter
+    return {
+        "jaccard": inter / union if union else 1.0,
+        "only_a": only_a, "only_b": only_b, "both": both,
+        "n_only_a": len(only_a), "n_only_b": len(only_b), "n_both": len(both),
+    }
+
+
+# -------------------------------------------------------------------- table
+
+
+def metrics_table(
+    selections: Mapping[str, Selection],
+    budgets: Sequence[int | float],
+    bits: np.ndarray | None = None,
+    n_neurons: int | None = None,
+    emb: np.ndarray | None = None,
+    categories: Sequence[str | None] | None = None,
+    lengths: Sequence[float] | np.ndarray | None = None,
+) -> pd.DataFrame:
+    """One row per method x budget with every metric whose input is given.
+
+    Always: method, budget, k, k_used. With ``bits`` + ``n_neurons``: covered,
+    coverable, coverage, coverage_all. With ``emb``: mean_nn_distance, radius.
+    With ``categories``: category columns. With ``lengths``: len_* columns.
+    """
+    n = _pool_size(selections, bits, emb, categories, lengths)
+    ks = _resolved(budgets, n)
+    cov = coverage_curves(selections, bits, n_neurons, budgets) if bits is not None and n_neurons else None
+    unit = _unit(emb) if emb is not None else None
+    rows, given = [], []
+    for m, (name, sel) in enumerate(selections.items()):
+        used = [min(k, len(sel.ranking)) for k in ks]
+        div = _diversity_curve(unit, sel.ranking, used) if unit is not None else None
+        for j, (b, k) in enumerate(zip(budgets, ks, strict=True)):
+            idx = np.asarray(sel.ranking[:used[j]], dtype=np.int64)
+            row: dict[str, Any] = {"method": name, "k": k, "k_used": used[j]}
+            if cov is not None:
+                rec = cov.iloc[m * len(budgets) + j]
+                row |= {c: rec[c] for c in ("covered", "coverable", "coverage", "coverage_all")}
+            if div is not None:
+                row |= {"mean_nn_distance": float(div[0][j]), "radius": float(div[1][j])}
+            if categories is not None:
+                row |= category_stats(categories, idx)
+            if lengths is not None:
+                row |= length_stats(lengths, idx)
+            rows.append(row)
+            given.append(b)
+    return _with_budget_column(rows, given)
+
+
+def _pool_size(selections: Mapping[str, Selection], *arrays: Any) -> int:
+    for a in arrays:
+        if a is not None:
+            return len(a)
+    for sel in selections.values():
+        return int(sel.n)
+    return 0

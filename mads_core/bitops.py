@@ -1,31 +1,38 @@
-"""Packed-bit kernels (numba, ``cache=True``) for coverage selection.
+"""Packed-bit kernels (numba, ``cache=True``) for the coverage greedy.
 
 Bit layout (docs/CONTRACTS.md): neuron ``d`` lives in word ``d // 64``, bit ``d % 64``
 of a row of uint64 words. numba 0.68 has no ``np.bitwise_count``, so popcount and
-count-trailing-zeros are LLVM intrinsics (``llvm.ctpop`` / ``llvm.cttz``), which
-compile to single instructions on x86-64.
+count-trailing-zeros are LLVM intrinsics (``llvm.ctpop`` / ``llvm.cttz``): one
+instruction each on x86-64, a short portable sequence elsewhere.
 
-Everything here works on "planes": a ``(P, N, W)`` uint64 array (one plane for plain
-fingerprints, ``bits[None]``), and a ``covered`` state of shape ``(P, W)``. Element
-``(p, d)`` (plane ``p``, neuron ``d``) has the flat id ``p * n_neurons + d``.
+The greedy works on a *representation* of the ground set:
+
+- ``mat``    ``(P, N, Wm)`` uint64 rows (the input planes, or a compacted copy);
+- ``cov``    ``(P, Wm)`` uint64: bits that no longer count (covered, filtered, padding);
+- ``colmap`` ``(P, Wm*64)`` int64: element id of every bit position (``-1`` = none); an
+  element is neuron ``d`` of plane ``p`` with id ``p * n_neurons + d``;
+- ``wts``    ``(P, Wm*64)`` int64 element weights (weighted mode only);
+- ``cnt``    ``(P, Wm*64)`` int32 how many picks have counted each element (m-cover only).
+
+:func:`compact` rebuilds the representation with only the still-counting elements, so
+gain evaluations get cheaper as coverage fills up.
 """
 
 from __future__ import annotations
 
 import numba
 import numpy as np
+from llvmlite import binding as llvm_binding
 from llvmlite import ir
 from numba import types
+from numba.core import cgutils
 from numba.extending import intrinsic
 
-__all__ = [
-    "column_counts",
-    "initial_gains",
-    "lazy_greedy",
-    "popcount_rows",
-    "unpack_bits",
-    "valid_mask",
-]
+# Status codes returned by greedy_run.
+DONE, COMPACT, SATURATED = 0, 1, 2
+# Scalar slots of the int64 ``sc`` state vector shared with the Python driver.
+SC_K, SC_VERSION, SC_SIZE, SC_NIDS, SC_LEFT, SC_ROUND, SC_EVALS = range(7)
+N_SC = 7
 
 
 @intrinsic
@@ -52,7 +59,33 @@ def ctz64(typingctx, x):  # noqa: ARG001
     return sig, codegen
 
 
-# --------------------------------------------------------------------------- helpers
+@intrinsic
+def pext64(typingctx, x, m):  # noqa: ARG001
+    """BMI2 parallel bit extract: the bits of ``x`` under mask ``m``, packed low (x86 only)."""
+    sig = types.uint64(types.uint64, types.uint64)
+
+    def codegen(context, builder, signature, args):  # noqa: ARG001
+        fnty = ir.FunctionType(ir.IntType(64), [ir.IntType(64), ir.IntType(64)])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.x86.bmi.pext.64")
+        return builder.call(fn, args)
+
+    return sig, codegen
+
+
+def _host_has_pext() -> bool:
+    """True when numba compiles for this host and the host CPU has BMI2."""
+    if numba.config.CPU_NAME not in (None, "host"):
+        return False
+    try:
+        return bool(llvm_binding.get_host_cpu_features().get("bmi2", False))
+    except Exception:  # noqa: BLE001 - unknown platform: use the portable kernel
+        return False
+
+
+HAS_PEXT = _host_has_pext()
+
+
+# --------------------------------------------------------------------------- numpy helpers
 
 
 def valid_mask(n_neurons: int, n_words: int) -> np.ndarray:
@@ -66,8 +99,8 @@ def valid_mask(n_neurons: int, n_words: int) -> np.ndarray:
 
 
 def unpack_bits(bits: np.ndarray, n_neurons: int) -> np.ndarray:
-    """Packed ``(..., W)`` uint64 rows -> ``(..., n_neurons)`` bool (for tests and references)."""
-    arr = np.ascontiguousarray(bits, dtype="<u8")
+    """Packed ``(..., W)`` uint64 rows -> ``(..., n_neurons)`` bool (references and tests)."""
+    arr = np.ascontiguousarray(bits).astype("<u8", copy=False)
     as_bytes = arr.view(np.uint8).reshape(*arr.shape[:-1], arr.shape[-1] * 8)
     return np.unpackbits(as_bytes, axis=-1, bitorder="little")[..., :n_neurons].astype(bool)
 
@@ -79,81 +112,82 @@ def pack_bits(fired: np.ndarray) -> np.ndarray:
     n_words = max(1, -(-d // 64))
     padded = np.zeros((*fired.shape[:-1], n_words * 64), dtype=bool)
     padded[..., :d] = fired
-    packed = np.packbits(padded, axis=-1, bitorder="little")
-    return np.ascontiguousarray(packed).view("<u8").astype(np.uint64, copy=False)
+    packed = np.ascontiguousarray(np.packbits(padded, axis=-1, bitorder="little"))
+    return packed.view("<u8").astype(np.uint64, copy=False)
 
 
-# --------------------------------------------------------------------------- passes over all rows
+# --------------------------------------------------------------------------- full passes
 
 
 @numba.njit(cache=True, nogil=True)
-def _row_gain(planes, i, covered, weights, weighted):
-    """Gain of row ``i`` against ``covered``: popcount or weighted popcount of row & ~covered."""
-    n_planes, _, n_words = planes.shape
+def _row_gain(mat, i, cov, wts, weighted):
+    """Gain of row ``i``: (weighted) popcount of ``row & ~cov`` over all planes."""
+    n_planes, _, n_words = mat.shape
     g = 0
     if not weighted:
         for p in range(n_planes):
             for w in range(n_words):
-                g += popcount64(planes[p, i, w] & ~covered[p, w])
+                g += popcount64(mat[p, i, w] & ~cov[p, w])
         return np.int64(g)
     for p in range(n_planes):
         for w in range(n_words):
-            x = planes[p, i, w] & ~covered[p, w]
+            x = mat[p, i, w] & ~cov[p, w]
             base = w * 64
             while x:
-                g += weights[p, base + ctz64(x)]
+                g += wts[p, base + ctz64(x)]
                 x &= x - np.uint64(1)
     return np.int64(g)
 
 
 @numba.njit(cache=True, parallel=True, nogil=True)
-def initial_gains(planes, covered, weights, weighted):
-    """(N,) int64 gain of every row against ``covered`` (parallel over rows)."""
-    n = planes.shape[1]
+def initial_gains(mat, cov, wts, weighted):
+    """(N,) int64 gain of every row against ``cov`` (parallel over rows)."""
+    n = mat.shape[1]
     out = np.empty(n, dtype=np.int64)
     for i in numba.prange(n):
-        out[i] = _row_gain(planes, i, covered, weights, weighted)
+        out[i] = _row_gain(mat, i, cov, wts, weighted)
     return out
 
 
 @numba.njit(cache=True, parallel=True, nogil=True)
-def popcount_rows(planes):
-    """(P, N) int64 set bits per row of every plane."""
-    n_planes, n, n_words = planes.shape
-    out = np.zeros((n_planes, n), dtype=np.int64)
-    for i in numba.prange(n):
-        for p in range(n_planes):
-            c = 0
-            for w in range(n_words):
-                c += popcount64(planes[p, i, w])
-            out[p, i] = c
-    return out
-
-
-@numba.njit(cache=True, parallel=True, nogil=True)
-def column_counts(planes, n_chunks):
+def column_counts(mat, n_chunks):
     """(P, W*64) int64: how many rows set each bit, per plane (rows split in ``n_chunks``)."""
-    n_planes, n, n_words = planes.shape
+    n_planes, n, n_words = mat.shape
     acc = np.zeros((n_chunks, n_planes, n_words * 64), dtype=np.int32)
     step = (n + n_chunks - 1) // n_chunks
     for c in numba.prange(n_chunks):
         for i in range(c * step, min(n, (c + 1) * step)):
             for p in range(n_planes):
                 for w in range(n_words):
-                    x = planes[p, i, w]
+                    x = mat[p, i, w]
                     base = w * 64
                     while x:
                         acc[c, p, base + ctz64(x)] += 1
                         x &= x - np.uint64(1)
     out = np.zeros((n_planes, n_words * 64), dtype=np.int64)
     for c in range(n_chunks):
-        for p in range(n_planes):
-            for j in range(n_words * 64):
-                out[p, j] += acc[c, p, j]
+        out += acc[c]
     return out
 
 
-# --------------------------------------------------------------------------- heap (max by gain, then min index)
+@numba.njit(cache=True, nogil=True)
+def union_curve(plane0, ranking, valid):
+    """Distinct neurons (plane 0, within ``valid``) fired by the first k+1 picks, for every k."""
+    n_words = plane0.shape[1]
+    ever = np.zeros(n_words, dtype=np.uint64)
+    out = np.empty(ranking.shape[0], dtype=np.int64)
+    total = 0
+    for k in range(ranking.shape[0]):
+        i = ranking[k]
+        for w in range(n_words):
+            x = plane0[i, w] & valid[w]
+            total += popcount64(x & ~ever[w])
+            ever[w] |= x
+        out[k] = total
+    return out
+
+
+# --------------------------------------------------------------------------- heap: max gain, then min index
 
 
 @numba.njit(cache=True, inline="always")
@@ -179,7 +213,20 @@ def _sift_down(heap, size, pos, ub):
 
 
 @numba.njit(cache=True)
-def _heapify(heap, size, ub):
+def _sift_up(heap, pos, ub):
+    item = heap[pos]
+    while pos > 0:
+        parent = (pos - 1) >> 1
+        if not _better(ub, item, heap[parent]):
+            break
+        heap[pos] = heap[parent]
+        pos = parent
+    heap[pos] = item
+
+
+@numba.njit(cache=True)
+def heapify(heap, size, ub):
+    """Order ``heap[:size]`` (row ids) as a max-heap on (ub desc, row id asc)."""
     for pos in range(size // 2 - 1, -1, -1):
         _sift_down(heap, size, pos, ub)
 
@@ -188,146 +235,209 @@ def _heapify(heap, size, ub):
 
 
 @numba.njit(cache=True)
-def _take(planes, i, covered, counts, weights, weighted, m, n_neurons, ids, ptr):
-    """Apply pick ``i``: record the elements it newly counts in ``ids[ptr:]``, update state.
+def _take(mat, i, cov, colmap, wts, weighted, cnt, m, ids, n_ids):
+    """Apply pick ``i``: append the element ids it counts to ``ids``, update the state.
 
-    Returns (gain, new ptr, ids) — ``ids`` may have been grown.
+    Returns (gain, new n_ids, ids (maybe grown), elements that stopped counting).
     """
-    n_planes, _, n_words = planes.shape
+    n_planes, _, n_words = mat.shape
     need = 0
     for p in range(n_planes):
         for w in range(n_words):
-            need += popcount64(planes[p, i, w] & ~covered[p, w])
-    if ptr + need > ids.shape[0]:
-        grown = np.empty(max(2 * ids.shape[0], ptr + need), dtype=np.int64)
-        grown[:ptr] = ids[:ptr]
+            need += popcount64(mat[p, i, w] & ~cov[p, w])
+    if n_ids + need > ids.shape[0]:
+        grown = np.empty(max(2 * ids.shape[0], n_ids + need), dtype=np.int64)
+        grown[:n_ids] = ids[:n_ids]
         ids = grown
     gain = 0
+    closed = 0
     for p in range(n_planes):
-        off = p * n_neurons
         for w in range(n_words):
-            x = planes[p, i, w] & ~covered[p, w]
+            x = mat[p, i, w] & ~cov[p, w]
             if x == 0:
                 continue
             if m == 1:
-                covered[p, w] |= x
+                cov[p, w] |= x
             while x:
                 b = ctz64(x)
                 j = w * 64 + b
-                ids[ptr] = off + j
-                ptr += 1
-                gain += weights[p, j] if weighted else 1
-                if m > 1:
-                    counts[p, j] += 1
-                    if counts[p, j] >= m:
-                        covered[p, w] |= np.uint64(1) << b
+                ids[n_ids] = colmap[p, j]
+                n_ids += 1
+                if weighted:
+                    gain += wts[p, j]
+                else:
+                    gain += 1
+                if m == 1:
+                    closed += 1
+                else:
+                    cnt[p, j] += 1
+                    if cnt[p, j] >= m:
+                        cov[p, w] |= np.uint64(1) << b
+                        closed += 1
                 x &= x - np.uint64(1)
-    return np.int64(gain), ptr, ids
+    return np.int64(gain), n_ids, ids, closed
 
 
 @numba.njit(cache=True)
-def lazy_greedy(planes, base_covered, weights, weighted, g0, budget, m, reset, n_neurons):
-    """Exact lazy greedy for (saturated, weighted) coverage over packed rows.
+def greedy_run(mat, cov, colmap, wts, weighted, cnt, m, heap, ub, stamp, sc,
+               ranking, gains, rounds, ptr, ids, budget, compact_ok):
+    """Lazy greedy over the current representation until done, saturated or worth compacting.
 
-    Picks the row with the highest gain, ties to the lowest row index — exactly what a
-    naive greedy that recomputes every gain makes. Stale heap values are upper bounds
-    (submodularity), so a stale top is re-evaluated and sifted; a fresh top is picked.
+    Exact: the pick is the row with the highest gain, ties to the lowest row index, the
+    same as a naive greedy recomputing every gain. ``ub`` holds each row's last computed
+    gain, an upper bound of its current gain (submodularity); ``stamp == version`` marks
+    it exact. A stale top is re-evaluated and sifted down; an exact top is picked: every
+    other row's (bound, index) key is no better, so neither is its true gain.
 
-    ``base_covered`` marks elements that never count (filtered, padding). An element
-    counts until ``m`` picks have covered it. When no remaining row has a positive gain
-    and ``reset`` is set, the state goes back to ``base_covered`` (a new round, gains
-    back to ``g0``); when even that gives nothing, the rest is zero-gain filler in row
-    index order.
+    Sequential on purpose: parallel re-evaluation batches measured slower on 2 shared
+    cores (thread hand-offs per pick), and the lazy loop reads little memory per pick.
 
-    Returns ranking, gains, rounds, newly-covered CSR (ptr, ids), plane-0 distinct
-    neurons covered after each pick, and the rank where filler starts (``budget`` if none).
+    Returns (status, ids): DONE (``budget`` picks made), SATURATED (no remaining row has
+    a positive gain), COMPACT (the counting elements fit in half the current words).
     """
-    n_planes, n, n_words = planes.shape
-    covered = base_covered.copy()
-    counts = np.zeros((n_planes, n_words * 64) if m > 1 else (1, 1), dtype=np.int32)
-    ub = g0.copy()
-    stamp = np.zeros(n, dtype=np.int64)
-    version = 0
-    heap = np.arange(n, dtype=np.int64)
-    size = n
-    _heapify(heap, size, ub)
-
-    ranking = np.empty(budget, dtype=np.int64)
-    gains = np.zeros(budget, dtype=np.int64)
-    rounds = np.zeros(budget, dtype=np.int32)
-    ptr = np.zeros(budget + 1, dtype=np.int64)
-    ids = np.empty(max(1024, n_words * 64), dtype=np.int64)
-    union = np.zeros(budget, dtype=np.int64)
-    ever = base_covered[0].copy()
-    for w in range(n_words):
-        ever[w] = 0
-    valid_last = ~np.uint64(0)
-    if n_neurons % 64:
-        valid_last = (np.uint64(1) << np.uint64(n_neurons % 64)) - np.uint64(1)
-    n_union = 0
-    rnd = 0
-    k = 0
-    filler_from = budget
+    n_planes, _, n_words = mat.shape
+    k = sc[SC_K]
+    version = sc[SC_VERSION]
+    size = sc[SC_SIZE]
+    n_ids = sc[SC_NIDS]
+    evals = 0
+    status = DONE
     while k < budget:
         top = heap[0]
         if ub[top] <= 0:
-            if reset and _any_positive(heap, size, g0):
-                covered[:, :] = base_covered
-                if m > 1:
-                    counts[:, :] = 0
-                version += 1
-                for h in range(size):
-                    ub[heap[h]] = g0[heap[h]]
-                    stamp[heap[h]] = version
-                _heapify(heap, size, ub)
-                rnd += 1
-                continue
-            filler_from = k
-            rest = np.sort(heap[:size])
-            for i in rest[: budget - k]:
-                ranking[k] = i
-                rounds[k] = rnd
-                ptr[k + 1] = ptr[k]
-                n_union = _union_add(planes, i, ever, valid_last, n_union)
-                union[k] = n_union
-                k += 1
+            status = SATURATED
             break
         if stamp[top] != version:
-            ub[top] = _row_gain(planes, top, covered, weights, weighted)
+            ub[top] = _row_gain(mat, top, cov, wts, weighted)
             stamp[top] = version
+            evals += 1
             _sift_down(heap, size, 0, ub)
             continue
         size -= 1
         heap[0] = heap[size]
         _sift_down(heap, size, 0, ub)
-        g, p_next, ids = _take(planes, top, covered, counts, weights, weighted, m, n_neurons, ids, ptr[k])
+        g, n_ids, ids, closed = _take(mat, top, cov, colmap, wts, weighted, cnt, m, ids, n_ids)
         ranking[k] = top
         gains[k] = g
-        rounds[k] = rnd
-        ptr[k + 1] = p_next
-        n_union = _union_add(planes, top, ever, valid_last, n_union)
-        union[k] = n_union
+        rounds[k] = sc[SC_ROUND]
+        ptr[k + 1] = n_ids
+        sc[SC_LEFT] -= closed
         version += 1
         k += 1
-    return ranking, gains, rounds, ptr, ids[: ptr[budget]].copy(), union, filler_from
+        left = sc[SC_LEFT]
+        if compact_ok and closed > 0 and left > 0 and 2 * ((left + 63) // 64) <= n_planes * n_words:
+            status = COMPACT
+            break
+    sc[SC_K] = k
+    sc[SC_VERSION] = version
+    sc[SC_SIZE] = size
+    sc[SC_NIDS] = n_ids
+    sc[SC_EVALS] += evals
+    return status, ids
 
 
 @numba.njit(cache=True)
-def _any_positive(heap, size, g0):
-    for h in range(size):
-        if g0[heap[h]] > 0:
-            return True
-    return False
+def _word_offsets(keep):
+    """Output bit offset of every (plane, word) when only ``keep`` bits are kept, and the total."""
+    n_planes, n_words = keep.shape
+    offs = np.empty((n_planes, n_words), dtype=np.int64)
+    total = 0
+    for p in range(n_planes):
+        for w in range(n_words):
+            offs[p, w] = total
+            total += popcount64(keep[p, w])
+    return offs, total
+
+
+@numba.njit(cache=True, inline="always")
+def _put(out, i, o, x, nb):
+    """OR the ``nb`` low bits of ``x`` into row ``i`` of ``out`` at bit offset ``o``."""
+    q = o >> 6
+    r = o & 63
+    out[0, i, q] |= x << np.uint64(r)
+    if r + nb > 64:
+        out[0, i, q + 1] |= x >> np.uint64(64 - r)
+
+
+@numba.njit(cache=True, parallel=True, nogil=True)
+def _compact_rows_pext(mat, keep, offs, alive, n_new_words):
+    n_planes, n, n_words = mat.shape
+    out = np.zeros((1, n, n_new_words), dtype=np.uint64)
+    for i in numba.prange(n):
+        if not alive[i]:
+            continue
+        for p in range(n_planes):
+            for w in range(n_words):
+                m = keep[p, w]
+                x = mat[p, i, w] & m
+                if x:
+                    _put(out, i, offs[p, w], pext64(x, m), popcount64(m))
+    return out
+
+
+@numba.njit(cache=True, parallel=True, nogil=True)
+def _compact_rows_soft(mat, keep, offs, alive, n_new_words):
+    """Portable twin of :func:`_compact_rows_pext` (rank of each set bit by popcount)."""
+    n_planes, n, n_words = mat.shape
+    out = np.zeros((1, n, n_new_words), dtype=np.uint64)
+    for i in numba.prange(n):
+        if not alive[i]:
+            continue
+        for p in range(n_planes):
+            for w in range(n_words):
+                m = keep[p, w]
+                x = mat[p, i, w] & m
+                if x == 0:
+                    continue
+                y = np.uint64(0)
+                while x:
+                    low = x & (~x + np.uint64(1))
+                    y |= np.uint64(1) << popcount64(m & (low - np.uint64(1)))
+                    x &= x - np.uint64(1)
+                _put(out, i, offs[p, w], y, popcount64(m))
+    return out
 
 
 @numba.njit(cache=True)
-def _union_add(planes, i, ever, valid_last, n_union):
-    """Add row ``i`` of plane 0 to the distinct-neuron union; return the new union size."""
-    n_words = planes.shape[2]
-    for w in range(n_words):
-        x = planes[0, i, w]
-        if w == n_words - 1:
-            x &= valid_last
-        n_union += popcount64(x & ~ever[w])
-        ever[w] |= x
-    return n_union
+def _remap(values, keep, n_slots, fill):
+    """Per-bit ``values`` (P, W*64) of the kept bits, packed in order into (1, n_slots)."""
+    n_planes, n_words = keep.shape
+    out = np.full((1, n_slots), fill, dtype=values.dtype)
+    t = 0
+    for p in range(n_planes):
+        for w in range(n_words):
+            x = keep[p, w]
+            while x:
+                out[0, t] = values[p, w * 64 + ctz64(x)]
+                t += 1
+                x &= x - np.uint64(1)
+    return out
+
+
+def compact(mat, cov, colmap, wts, weighted, cnt, m, alive):
+    """Copy of the representation holding only still-counting elements (rows in ``alive``).
+
+    Element order is kept; uses BMI2 ``pext`` where the CPU has it.
+    """
+    keep = ~cov
+    offs, n_left = _word_offsets(keep)
+    n_new_words = max(1, -(-n_left // 64))
+    rows = _compact_rows_pext if HAS_PEXT else _compact_rows_soft
+    new_mat = rows(mat, keep, offs, alive, n_new_words)
+    new_cov = np.zeros((1, n_new_words), dtype=np.uint64)
+    new_cov[0, n_left // 64:] = ~np.uint64(0)
+    if n_left % 64:
+        new_cov[0, n_left // 64] = ~np.uint64((1 << (n_left % 64)) - 1)
+    new_colmap = _remap(colmap, keep, n_new_words * 64, -1)
+    new_wts = _remap(wts, keep, n_new_words * 64, 0) if weighted else wts
+    new_cnt = _remap(cnt, keep, n_new_words * 64, 0) if m > 1 else cnt
+    return new_mat, new_cov, new_colmap, new_wts, new_cnt
+
+
+@numba.njit(cache=True)
+def popcount_words(words):
+    """Total set bits of a 1-D uint64 array."""
+    total = 0
+    for w in range(words.shape[0]):
+        total += popcount64(words[w])
+    return total

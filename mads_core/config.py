@@ -62,9 +62,9 @@ class FingerprintConfig:
     rule: ``"threshold"`` — a neuron fires on a token when its MLP activation
         exceeds ``threshold``; ``"topk"`` — when it is among the ``top_k``
         largest activations of that token's layer.
-    threshold: firing threshold tau for ``rule="threshold"``. Default 2.0,
+    threshold: firing threshold tau for ``rule="threshold"``. Default 2.5,
         chosen from firing rates measured on the demo (see README, "Choosing
-        tau"): a few percent of neurons per sample.
+        tau"): ~4% of neurons per sample (median), ~48% ever firing.
     levels: extra, higher thresholds recorded as additional bit planes, so a
         neuron's pooled activation falls in one of ``len(levels)+1`` bins above
         tau ("finer activation states" for selection). Empty = base plane only.
@@ -87,7 +87,7 @@ class FingerprintConfig:
 
     layers: tuple[int, ...] | None = None
     rule: str = "threshold"
-    threshold: float = 2.0
+    threshold: float = 2.5
     levels: tuple[float, ...] = (3.0, 4.0)
     top_k: int = 32
     pooling: str = "max"
@@ -129,6 +129,86 @@ class FingerprintConfig:
     def cache_hash(self) -> str:
         """Hash of the fields that change results (batch size does not)."""
         return settings_hash(self, exclude=("batch_size",))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+SELECT_CONTINUATIONS = ("rounds", "mcover", "states", "none")
+SELECT_WEIGHTINGS = ("uniform", "idf")
+
+
+@dataclass(frozen=True)
+class SelectConfig:
+    """How the MADS coverage greedy ranks samples (see ``mads_core.select``).
+
+    The objective is coverage of a ground set of *elements* (neurons, or neuron x
+    activation-level pairs for ``continuation="states"``): a sample's gain is the total
+    weight of the still-counting elements it fires. Picks maximise the gain, ties go to
+    the lowest row index, so the ranking is exact and reproducible.
+
+    continuation: what happens once plain coverage saturates (every coverable element
+        covered, all gains 0 — a few hundred picks on real fingerprints):
+        ``"rounds"`` (default) — reset the covered set and continue greedily on the
+        remaining samples (``Selection.rounds`` counts resets); the second round picks
+        the most covering samples among those left, and so on.
+        ``"mcover"`` — an element counts until ``m`` picks have fired it (saturated
+        coverage); once that saturates too, counts reset as in ``"rounds"``.
+        ``"states"`` — the ground set is every (neuron, level) pair of the fingerprint
+        planes (plane 0 = fires, plane j = above the j-th higher level), each covered
+        once; resets as in ``"rounds"``. Needs the planes.
+        ``"none"`` — plain greedy; after saturation the rest are zero-gain picks in row
+        index order (``Selection.filler_from`` marks where they start).
+        Measured on synthetic paper-scale fingerprints (bench/select.py): "rounds" is as
+        fast as "none" and keeps every pick informative, hence the default.
+    m: coverage multiplicity for ``"mcover"`` (ignored otherwise; not in the cache key
+        then). Default 2.
+    weighting: ``"uniform"`` (every element weighs 1; the objective counts neurons) or
+        ``"idf"`` (rarer elements weigh more: ``w = round(1024 * ln(N / count))``,
+        integers so tie order is exact; gains are reported in nats, ``w / 1024``).
+        Elements whose weight rounds to 0 (firing on ~every sample) never count.
+    max_neuron_share: drop elements that fire on more than this share of all samples
+        (they say little about a sample). In (0, 1]; default 1.0 keeps all.
+    min_support: drop elements fired by fewer than this many samples. Plain coverage
+        spends its tail chasing neurons that one outlier fires; ``min_support=2`` or
+        more stops that. Default 1 (keep all).
+    layer_subset: count only neurons of these hooked layers, given as positions into
+        the fingerprint's layer list (0 = first hooked layer, not the model's layer
+        number); needs the fingerprint's ``layer_offsets``. ``None`` (default) = all.
+    """
+
+    continuation: str = "rounds"
+    m: int = 2
+    weighting: str = "uniform"
+    max_neuron_share: float = 1.0
+    min_support: int = 1
+    layer_subset: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.continuation not in SELECT_CONTINUATIONS:
+            raise ValueError(f"continuation must be one of {SELECT_CONTINUATIONS}, got {self.continuation!r}")
+        if self.weighting not in SELECT_WEIGHTINGS:
+            raise ValueError(f"weighting must be one of {SELECT_WEIGHTINGS}, got {self.weighting!r}")
+        if isinstance(self.m, bool) or not isinstance(self.m, int) or self.m < 1:
+            raise ValueError(f"m must be an integer >= 1, got {self.m!r}")
+        support = self.min_support
+        if isinstance(support, bool) or not isinstance(support, int) or support < 1:
+            raise ValueError(f"min_support must be an integer >= 1, got {self.min_support!r}")
+        share = self.max_neuron_share
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not (0.0 < share <= 1.0):
+            raise ValueError(f"max_neuron_share must be in (0, 1], got {share!r}")
+        if self.layer_subset is not None:
+            subset = self.layer_subset
+            if not isinstance(subset, tuple) or not subset:
+                raise ValueError(f"layer_subset must be a non-empty tuple or None, got {subset!r}")
+            if any(isinstance(p, bool) or not isinstance(p, int) or p < 0 for p in subset):
+                raise ValueError(f"layer_subset positions must be integers >= 0, got {subset!r}")
+            if len(set(subset)) != len(subset):
+                raise ValueError(f"layer_subset contains duplicates: {subset!r}")
+
+    def cache_hash(self) -> str:
+        """Hash of the fields that change results (``m`` only matters for m-cover)."""
+        return settings_hash(self, exclude=() if self.continuation == "mcover" else ("m",))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -103,10 +103,10 @@ class LoadReport:
     def summary(self, first: int = 3) -> str:
         """Human-readable account: counts, then the first ``first`` reasons of each kind."""
         lines = [f"Read {self.n_read} records, kept {self.n_kept}."]
-        for title, items in (("malformed record", self.skipped), ("exact duplicate", self.duplicates)):
+        kinds = (("Skipped", "malformed record", self.skipped), ("Dropped", "exact duplicate", self.duplicates))
+        for verb, title, items in kinds:
             if not items:
                 continue
-            verb = "Skipped" if items is self.skipped else "Dropped"
             lines.append(f"{verb} {len(items)} {title}{'s' if len(items) != 1 else ''}:")
             lines.extend(f"  - {item}" for item in items[:first])
             if len(items) > first:
@@ -186,7 +186,10 @@ class Dataset:
         return lookup[sample_id]
 
     def subset(self, indices: Iterable[int]) -> Dataset:
-        """The samples at ``indices``, in the order given (no repeats; ids stay unique)."""
+        """The samples at ``indices``, in the order given (no repeats, so ids stay unique).
+
+        Name, format and load report are kept; the content hash is that of the subset.
+        """
         rows = [int(i) for i in indices]
         n = len(self)
         bad = [i for i in rows if not 0 <= i < n]
@@ -516,24 +519,20 @@ def _check_file(path: Path) -> None:
         raise DataError(str(path), None, None, "no records (file is empty)")
 
 
-def _read_bytes(path: Path) -> bytes:
-    raw = path.read_bytes()
-    if not raw.strip():
-        raise DataError(str(path), None, None, "no records (file is empty)")
-    return raw
+def _utf8_error(path: str, data: bytes, base: int, line: int) -> DataError:
+    """DataError for the first byte of ``data`` that is not valid UTF-8.
 
-
-def _utf8_error(path: str, raw: bytes, start: int, line: int, unit: str = "line") -> DataError:
-    """DataError for the first byte at or after ``start`` that is not valid UTF-8."""
+    ``data`` starts at a line start, at byte offset ``base`` of the file.
+    """
     try:
-        raw[start:].decode("utf-8")
-        offset = start
+        data.decode("utf-8")
+        pos = 0
     except UnicodeDecodeError as err:
-        offset = start + err.start
-    line_start = raw.rfind(b"\n", 0, offset) + 1
-    reason = (f"not valid UTF-8: byte 0x{raw[offset]:02x} at byte offset {offset} of the file "
-              f"(column {offset - line_start + 1}); re-save the file as UTF-8")
-    return DataError(path, line, None, reason, unit=unit)
+        pos = err.start
+    column = pos - (data.rfind(b"\n", 0, pos) + 1) + 1
+    reason = (f"not valid UTF-8: byte 0x{data[pos]:02x} at byte offset {base + pos} of the file "
+              f"(column {column}); re-save the file as UTF-8")
+    return DataError(path, line, None, reason, unit="line")
 
 
 def _as_record(value: Any, path: str, number: int, unit: str) -> Any:
@@ -542,18 +541,23 @@ def _as_record(value: Any, path: str, number: int, unit: str) -> Any:
     return DataError(path, number, None, f"expected a JSON object, got {_type_name(value)}", unit=unit)
 
 
-def _iter_jsonl(path: str, raw: bytes) -> Iterator[Item]:
+def _file_lines(path: Path) -> Iterator[bytes]:
+    """Lines of a file (with their b"\\n"), read lazily so previews need not read it all."""
+    with path.open("rb") as fh:
+        yield from fh
+
+
+def _iter_jsonl(path: str, lines: Iterable[bytes]) -> Iterator[Item]:
     offset = 0
-    for number, line in enumerate(raw.split(b"\n"), start=1):
-        start, offset = offset, offset + len(line) + 1
-        if number == 1 and line.startswith(_BOM):
-            line, start = line[len(_BOM):], start + len(_BOM)
-        if not line.strip():
+    for number, line in enumerate(lines, start=1):
+        start, offset = offset, offset + len(line)
+        body = line[len(_BOM):] if number == 1 and line.startswith(_BOM) else line
+        if not body.strip():
             continue
         try:
-            text = line.decode("utf-8")
+            text = body.decode("utf-8")
         except UnicodeDecodeError:
-            yield number, _utf8_error(path, raw, start, number)
+            yield number, _utf8_error(path, line, start, number)
             continue
         try:
             value = json.loads(text)
@@ -570,12 +574,12 @@ def _iter_json(path: str, raw: bytes) -> tuple[str, Iterator[Item]]:
         text = body.decode("utf-8")
     except UnicodeDecodeError as err:
         offset = err.start + (len(raw) - len(body))
-        raise _utf8_error(path, raw, offset, raw.count(b"\n", 0, offset) + 1) from None
+        raise _utf8_error(path, raw, 0, raw.count(b"\n", 0, offset) + 1) from None
     if text.lstrip().startswith("{"):
         try:
             value = json.loads(text)
         except json.JSONDecodeError:
-            return "line", _iter_jsonl(path, raw)
+            return "line", _iter_jsonl(path, io.BytesIO(raw))
         return "record", iter([(1, _as_record(value, path, 1, "record"))])
     try:
         value = json.loads(text)
@@ -618,7 +622,8 @@ def _iter_csv(path: str, raw: bytes, delimiter: str) -> Iterator[Item]:
                 continue
             record = dict(zip(header, row, strict=True))
             if any(_SURROGATE.search(v) for v in row):
-                yield number, _utf8_error(path, raw, _line_start(raw, number), number)
+                start = _line_start(raw, number)
+                yield number, _utf8_error(path, raw[start:], start, number)
                 continue
             yield number, record
     except csv.Error as err:
@@ -626,23 +631,28 @@ def _iter_csv(path: str, raw: bytes, delimiter: str) -> Iterator[Item]:
 
 
 def _iter_parquet(path: str) -> Iterator[Item]:
+    """Rows in batches, so a preview reads only the first batch."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        rows = pq.read_table(path).to_pylist()
+        batches = pq.ParquetFile(path).iter_batches(batch_size=4096)
+        number = 0
+        for batch in batches:
+            for row in batch.to_pylist():
+                number += 1
+                yield number, row
     except (pa.ArrowException, OSError) as err:
         raise DataError(path, None, None, f"not a readable Parquet file: {err}") from None
-    return iter(enumerate(rows, start=1))
 
 
 def _open(path: Path, container: str) -> tuple[str, Iterator[Item]]:
     """(numbering unit, iterator of (number, record dict or DataError))."""
     if container == "parquet":
         return "record", _iter_parquet(str(path))
-    raw = _read_bytes(path)
     if container == "jsonl":
-        return "line", _iter_jsonl(str(path), raw)
+        return "line", _iter_jsonl(str(path), _file_lines(path))
+    raw = path.read_bytes()
     if container == "json":
         return _iter_json(str(path), raw)
     return "line", _iter_csv(str(path), raw, "\t" if container == "tsv" else ",")
@@ -737,6 +747,7 @@ class Assembler:
         self.skipped.append(str(error))
 
     def add(self, sample: Sample) -> None:
+        """Keep ``sample`` under a unique id, or list it as a duplicate / id conflict."""
         self.n_read += 1
         key = turns_key(sample.turns)
         first = self._by_content.get(key)
@@ -766,6 +777,7 @@ class Assembler:
         return candidate
 
     def build(self, name: str, fmt: str) -> Dataset:
+        """The kept samples, in the order added, with the load report."""
         report = LoadReport(
             n_read=self.n_read,
             n_kept=len(self.samples),

@@ -64,7 +64,11 @@ DEFAULT_EVALS_TASKS = (
     "rot13",
     "utah_real_estate",
 )
-DEFAULT_PER_EVALS_TASK = 22
+# Default mix: 79 ifbench + 359 chatterbot + 280 evals = 718 samples, 42 categories,
+# ~59K tokens by min(chars/3.5 + 12, 256) (fingerprint.py with the bundled tokenizer
+# read 58,983). Measured: fingerprinting it took 188 s on 2 CPU cores that other jobs
+# were also using (load average ~4), so expect roughly 1.5-3 min depending on the machine.
+DEFAULT_PER_EVALS_TASK = 20
 DEFAULT_PER_CHATTERBOT_FILE = 20
 DEFAULT_PER_IFBENCH_FAMILY = 12
 EVALS_8K_PER_TASK = 20
@@ -88,9 +92,9 @@ class DemoPreset(NamedTuple):
 
 DEMO_PRESETS: dict[str, DemoPreset] = {
     "default": DemoPreset(
-        "Mix for a first look, fingerprints in < 2 min on 2 CPU cores (~62K est. tokens): ifbench "
-        "prompts (12 per constraint family), chatterbot Q/A (20 per file), 14 English evals tasks (22 each)",
-        745,
+        "Mix for a first look (~59K model tokens, about 2 min of fingerprinting on 2 CPU cores): ifbench "
+        "prompts (12 per constraint family), chatterbot Q/A (20 per file), 14 English evals tasks (20 each)",
+        718,
         42,
     ),
     "chatterbot": DemoPreset("chatterbot-corpus English: every distinct conversation of the 21 files", 898, 21),

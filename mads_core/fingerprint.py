@@ -303,6 +303,60 @@ def _pack_bits(fired: np.ndarray, n_words: int) -> np.ndarray:
     return np.ascontiguousarray(packed).view("<u8")
 
 
+@dataclass(frozen=True)
+class Batch:
+    """Right-padded tensors of one batch: token ids, attention mask, own-token mask."""
+
+    input_ids: Any
+    attention_mask: Any
+    own: Any
+
+    def __len__(self) -> int:
+        return int(self.input_ids.shape[0])
+
+
+def make_batch(samples: Sequence[EncodedSample], pad_id: int) -> Batch:
+    """Pad samples on the right (positions of real tokens do not move)."""
+    import torch
+
+    width = max(1, max(len(s.input_ids) for s in samples))
+    ids = torch.full((len(samples), width), pad_id, dtype=torch.long)
+    attn = torch.zeros((len(samples), width), dtype=torch.long)
+    own = torch.zeros((len(samples), width), dtype=torch.bool)
+    for row, sample in enumerate(samples):
+        n = len(sample.input_ids)
+        ids[row, :n] = torch.tensor(sample.input_ids, dtype=torch.long)
+        attn[row, :n] = 1
+        own[row, :n] = torch.tensor(sample.own_mask, dtype=torch.bool)
+    return Batch(ids, attn, own)
+
+
+def pad_token_id(tokenizer: Any) -> int:
+    pad_id = tokenizer.pad_token_id
+    if pad_id is None:
+        pad_id = tokenizer.eos_token_id or 0
+    return int(pad_id)
+
+
+def forward_batch(loaded: LoadedModel, batch: Batch) -> None:
+    """Run the base model (no LM head) on one batch; hooks, if any, do the recording."""
+    base = getattr(loaded.model, "base_model", loaded.model)
+    with contextlib.suppress(_StopForward):
+        base(input_ids=batch.input_ids.to(loaded.device), attention_mask=batch.attention_mask.to(loaded.device))
+
+
+def fingerprint_batch(loaded: LoadedModel, recorder: ActivationRecorder, batch: Batch) -> np.ndarray:
+    """(P, len(batch), W) packed bits of one batch. ``recorder`` must be entered (hooks on)."""
+    import torch
+
+    recorder.own = batch.own.to(loaded.device)
+    recorder.fired = torch.zeros(
+        (len(recorder.config.planes), len(batch), recorder.n_neurons), dtype=torch.bool, device=loaded.device
+    )
+    forward_batch(loaded, batch)
+    return _pack_bits(recorder.fired.cpu().numpy(), (recorder.n_neurons + 63) // 64)
+
+
 def run_batches(
     loaded: LoadedModel,
     encoded: Sequence[EncodedSample],
@@ -314,31 +368,12 @@ def run_batches(
     import torch
 
     n_words = (recorder.n_neurons + 63) // 64
-    n_planes = len(recorder.config.planes)
-    out = np.zeros((n_planes, len(encoded), n_words), dtype=np.uint64)
-    pad_id = loaded.tokenizer.pad_token_id
-    if pad_id is None:
-        pad_id = loaded.tokenizer.eos_token_id or 0
-    base = getattr(loaded.model, "base_model", loaded.model)
+    out = np.zeros((len(recorder.config.planes), len(encoded), n_words), dtype=np.uint64)
+    pad_id = pad_token_id(loaded.tokenizer)
     with torch.inference_mode(), recorder:
         for start in range(0, len(encoded), batch_size):
-            batch = encoded[start : start + batch_size]
-            width = max(1, max(len(s.input_ids) for s in batch))
-            ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-            attn = torch.zeros((len(batch), width), dtype=torch.long)
-            own = torch.zeros((len(batch), width), dtype=torch.bool)
-            for row, sample in enumerate(batch):
-                n = len(sample.input_ids)
-                ids[row, :n] = torch.tensor(sample.input_ids, dtype=torch.long)
-                attn[row, :n] = 1
-                own[row, :n] = torch.tensor(sample.own_mask, dtype=torch.bool)
-            recorder.own = own.to(loaded.device)
-            recorder.fired = torch.zeros(
-                (n_planes, len(batch), recorder.n_neurons), dtype=torch.bool, device=loaded.device
-            )
-            with contextlib.suppress(_StopForward):
-                base(input_ids=ids.to(loaded.device), attention_mask=attn.to(loaded.device))
-            out[:, start : start + len(batch)] = _pack_bits(recorder.fired.cpu().numpy(), n_words)
+            batch = make_batch(encoded[start : start + batch_size], pad_id)
+            out[:, start : start + len(batch)] = fingerprint_batch(loaded, recorder, batch)
             if on_batch is not None:
                 on_batch(len(batch))
     return out

@@ -22,8 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .baselines import resolve_budget
-from .select import Selection
+from .select import Selection, resolve_budget
 
 _CHUNK = 4096
 

@@ -41,7 +41,10 @@ def bundled_model():
 # Six short, unrelated real-world style instructions with answers.
 SIX_PAIRS = [
     ("What is AI?", "Artificial intelligence is the science of building machines that think."),
-    ("Write a haiku about autumn leaves.", "Red leaves drift and fall / the wind carries them away / autumn says goodbye"),
+    (
+        "Write a haiku about autumn leaves.",
+        "Red leaves drift and fall / the wind carries them away / autumn says goodbye",
+    ),
     ("Translate 'good morning' into French.", "Bonjour."),
     ("What is 17 times 23?", "17 times 23 is 391."),
     ("Explain photosynthesis to a child.", "Plants use sunlight to turn water and air into food."),

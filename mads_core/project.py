@@ -1,0 +1,332 @@
+"""2-D projections of fingerprints and text embeddings for the scatter plots.
+
+Fingerprints are N x D bits (D = 46,080 for the bundled model): running UMAP on
+raw Jaccard over that many bits is slow, so they are first reduced with a
+truncated SVD (randomized, computed over row blocks of the unpacked bits so the
+full N x D matrix never exists in memory), then embedded with euclidean UMAP.
+Sentence embeddings go straight to cosine UMAP. Very small sets (fewer than
+``MIN_UMAP_SAMPLES`` rows) cannot support a neighbour graph: they fall back to a
+plain 2-D SVD, and the returned ``method`` string says so.
+
+Results are cached on disk (``store.save_arrays``) keyed by the input's content
+hash and every setting, and are deterministic (fixed ``random_state``; note that
+a fixed seed makes UMAP single-threaded).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from .config import canonical_json, sha256_text
+from .store import artifact_dir, load_arrays, save_arrays
+
+ProjectProgress = Callable[[str, float], None]  # (stage description, fraction done of the whole job)
+
+PROJECTION_VERSION = 1
+MIN_UMAP_SAMPLES = 15
+DEFAULT_SVD_DIMS = 50
+DEFAULT_NEIGHBORS = 15
+DEFAULT_MIN_DIST = 0.1
+DEFAULT_SEED = 0
+BLOCK_ROWS = 2048
+# CSR blocks of the unpacked bits are kept between SVD passes while their total
+# number of set bits stays below this (~8 bytes each); above it they are rebuilt per pass.
+KEEP_BLOCKS_NNZ = 60_000_000
+# Largest N x D for UMAP on the raw (unpacked) bits without an SVD first.
+MAX_RAW_CELLS = 100_000_000
+
+
+@dataclass(frozen=True)
+class Projection:
+    """2-D coordinates of every row and a human-readable account of how they were made."""
+
+    coords: np.ndarray  # (N, 2) float32
+    method: str         # e.g. "SVD(50) → UMAP(n_neighbors=15, euclidean)"
+    key: str            # cache key
+    cache_hit: bool = False
+
+
+# ------------------------------------------------------------------ hashing
+
+
+def array_hash(array: np.ndarray, block_rows: int = 8192) -> str:
+    """SHA-256 over dtype, shape and bytes of ``array`` (read in row blocks; works on memmaps)."""
+    digest = hashlib.sha256(f"{array.dtype.str}{array.shape}".encode())
+    for start in range(0, array.shape[0], block_rows):
+        digest.update(np.ascontiguousarray(array[start : start + block_rows]).tobytes())
+    return digest.hexdigest()
+
+
+def _cache_key(kind: str, input_hash: str, settings: dict) -> str:
+    payload = {"kind": kind, "input": input_hash, "settings": settings, "version": PROJECTION_VERSION}
+    return sha256_text(canonical_json(payload))[:24]
+
+
+def _cached(kind: str, key: str, cache: str | Path | None) -> Projection | None:
+    found = load_arrays(artifact_dir(kind, key, cache), mmap=False)
+    if found is None:
+        return None
+    arrays, meta = found
+    return Projection(np.asarray(arrays["coords"], dtype=np.float32), str(meta["method"]), key, cache_hit=True)
+
+
+def _store(kind: str, key: str, coords: np.ndarray, method: str, settings: dict, cache: str | Path | None) -> None:
+    meta = {"method": method, "settings": settings, "version": PROJECTION_VERSION}
+    save_arrays(artifact_dir(kind, key, cache), {"coords": coords.astype(np.float32)}, meta)
+
+
+# ------------------------------------------------------------ bits -> SVD
+
+
+def _unpack_block(words: np.ndarray, n_neurons: int) -> sp.csr_matrix:
+    """(R, W) packed uint64 rows -> (R, n_neurons) float32 CSR of the set bits."""
+    raw = np.ascontiguousarray(words, dtype="<u8").view(np.uint8)
+    dense = np.unpackbits(raw, axis=1, bitorder="little")[:, :n_neurons]
+    rows, cols = np.nonzero(dense)
+    data = np.ones(len(rows), dtype=np.float32)
+    return sp.csr_matrix((data, (rows, cols)), shape=dense.shape, dtype=np.float32)
+
+
+class _BitBlocks:
+    """Row blocks of the unpacked bit matrix as CSR, kept in memory when small enough."""
+
+    def __init__(self, bits: np.ndarray, n_neurons: int, block_rows: int = BLOCK_ROWS):
+        self.bits, self.n_neurons, self.block_rows = bits, n_neurons, block_rows
+        self.starts = list(range(0, bits.shape[0], block_rows))
+        self._kept: list[sp.csr_matrix] | None = None
+
+    def __iter__(self) -> Iterator[tuple[int, sp.csr_matrix]]:
+        if self._kept is not None:
+            yield from zip(self.starts, self._kept, strict=True)
+            return
+        kept: list[sp.csr_matrix] | None = []
+        nnz = 0
+        for start in self.starts:
+            block = _unpack_block(self.bits[start : start + self.block_rows], self.n_neurons)
+            if kept is not None:
+                nnz += block.nnz
+                if nnz <= KEEP_BLOCKS_NNZ:
+                    kept.append(block)
+                else:
+                    kept = None
+            yield start, block
+        if kept is not None:
+            self._kept = kept
+
+
+def _a_times(blocks: _BitBlocks, m: np.ndarray, n_rows: int) -> np.ndarray:
+    """A @ m for the (N, D) bit matrix A, block by block."""
+    out = np.empty((n_rows, m.shape[1]), dtype=np.float64)
+    for start, block in blocks:
+        out[start : start + block.shape[0]] = block @ m
+    return out
+
+
+def _at_times(blocks: _BitBlocks, m: np.ndarray, n_cols: int) -> np.ndarray:
+    """A.T @ m for the (N, D) bit matrix A, block by block."""
+    out = np.zeros((n_cols, m.shape[1]), dtype=np.float64)
+    for start, block in blocks:
+        out += block.T @ m[start : start + block.shape[0]]
+    return out
+
+
+def svd_bits(
+    bits: np.ndarray,
+    n_neurons: int,
+    n_components: int,
+    n_iter: int = 3,
+    oversample: int = 10,
+    seed: int = DEFAULT_SEED,
+    progress: ProjectProgress | None = None,
+    block_rows: int = BLOCK_ROWS,
+) -> np.ndarray:
+    """Truncated SVD scores ``U * S`` (N, k) of the unpacked bits (uncentred, like TruncatedSVD).
+
+    Randomized range finder (Halko et al.) with ``n_iter`` power iterations; every
+    product with A streams over row blocks, so memory is O(N * k + D * k).
+    Deterministic for a fixed ``seed``. Signs are fixed so each component's
+    largest-magnitude score is positive.
+    """
+    n = bits.shape[0]
+    k = max(1, min(n_components, n, n_neurons))
+    width = min(k + oversample, n, n_neurons)
+    blocks = _BitBlocks(bits, n_neurons, block_rows)
+    rng = np.random.default_rng(seed)
+    passes = 2 * n_iter + 2
+    done = 0
+
+    def step(label: str) -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(f"SVD of {n:,} x {n_neurons:,} bits: {label}", done / passes)
+
+    y = _a_times(blocks, rng.standard_normal((n_neurons, width)), n)
+    step("range")
+    q, _ = np.linalg.qr(y)
+    for i in range(n_iter):
+        z, _ = np.linalg.qr(_at_times(blocks, q, n_neurons))
+        step(f"power iteration {i + 1}/{n_iter}")
+        q, _ = np.linalg.qr(_a_times(blocks, z, n))
+        step(f"power iteration {i + 1}/{n_iter}")
+    b_t = _at_times(blocks, q, n_neurons)  # (D, width) = (Q^T A)^T
+    step("projection")
+    u_small, s, _ = np.linalg.svd(b_t.T, full_matrices=False)
+    scores = (q @ u_small[:, :k]) * s[:k]
+    signs = np.sign(scores[np.argmax(np.abs(scores), axis=0), np.arange(k)])
+    signs[signs == 0] = 1.0
+    return (scores * signs).astype(np.float32)
+
+
+# ------------------------------------------------------------------ UMAP
+
+
+def _umap(x: np.ndarray, metric: str, n_neighbors: int, min_dist: float, seed: int) -> np.ndarray:
+    import umap
+
+    model = umap.UMAP(
+        n_neighbors=n_neighbors, n_components=2, metric=metric, min_dist=min_dist, random_state=seed,
+        n_jobs=1,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # n_jobs overridden by random_state; small-graph spectral init notes
+        return np.asarray(model.fit_transform(x), dtype=np.float32)
+
+
+def _small_fallback(x: np.ndarray) -> np.ndarray:
+    """2-D coordinates for fewer rows than a neighbour graph needs: the top two SVD scores, centred."""
+    x = np.asarray(x, dtype=np.float64)
+    x = x - x.mean(axis=0, keepdims=True)
+    out = np.zeros((x.shape[0], 2), dtype=np.float32)
+    if x.shape[0] < 2 or not np.any(x):
+        return out
+    u, s, _ = np.linalg.svd(x, full_matrices=False)
+    dims = min(2, len(s))
+    out[:, :dims] = (u[:, :dims] * s[:dims]).astype(np.float32)
+    return out
+
+
+def _neighbors(n: int, n_neighbors: int) -> int:
+    return max(2, min(n_neighbors, n - 1))
+
+
+# ------------------------------------------------------------------ public
+
+
+def project_fingerprints(
+    bits: np.ndarray,
+    n_neurons: int,
+    *,
+    svd_dims: int = DEFAULT_SVD_DIMS,
+    n_neighbors: int = DEFAULT_NEIGHBORS,
+    min_dist: float = DEFAULT_MIN_DIST,
+    seed: int = DEFAULT_SEED,
+    input_key: str | None = None,
+    cache: str | Path | None = None,
+    use_cache: bool = True,
+    compute: bool = True,
+    progress: ProjectProgress | None = None,
+) -> Projection | None:
+    """2-D map of packed fingerprint rows ``bits`` (N, W) uint64: SVD(svd_dims) then euclidean UMAP.
+
+    ``input_key`` names the input for the cache (e.g. ``Fingerprints.key``, which is
+    already content-addressed); without it the bits are hashed. ``svd_dims=0`` skips
+    the SVD and runs Jaccard UMAP on the unpacked bits (only for N x D up to
+    ``MAX_RAW_CELLS``). Fewer than ``MIN_UMAP_SAMPLES`` rows: a 2-D SVD of the bits
+    instead of UMAP. ``compute=False`` only reads the cache (None on a miss).
+    """
+    if bits.ndim != 2 or bits.shape[1] != -(-n_neurons // 64):
+        raise ValueError(f"bits must be (N, ceil({n_neurons}/64)) uint64 words, got shape {bits.shape}")
+    n = bits.shape[0]
+    if n == 0:
+        raise ValueError("nothing to project: no rows")
+    settings = {"svd_dims": svd_dims, "n_neighbors": n_neighbors, "min_dist": min_dist, "seed": seed,
+                "n_neurons": n_neurons}
+    if svd_dims == 0 and n * n_neurons > MAX_RAW_CELLS:
+        raise ValueError(f"UMAP on raw bits needs N x D <= {MAX_RAW_CELLS:,} ({n:,} x {n_neurons:,} given): "
+                         "use an SVD pre-reduction (svd_dims > 0)")
+    key = _cache_key("fingerprints", input_key or array_hash(bits), settings)
+    hit = _cached("projections", key, cache) if use_cache else None
+    if hit is not None or not compute:
+        return hit
+    if n < MIN_UMAP_SAMPLES:
+        coords = _small_fallback(svd_bits(bits, n_neurons, min(max(svd_dims, 2), n), seed=seed,
+                                          progress=progress))
+        method = f"SVD(2) of the bits (only {n} samples: too few for UMAP)"
+    elif svd_dims == 0:
+        if progress is not None:
+            progress(f"Jaccard UMAP of {n:,} raw fingerprints", 0.0)
+        nn = _neighbors(n, n_neighbors)
+        raw = np.unpackbits(np.ascontiguousarray(bits, dtype="<u8").view(np.uint8), axis=1,
+                            bitorder="little")[:, :n_neurons].astype(bool)
+        coords = _umap(raw, "jaccard", nn, min_dist, seed)
+        method = f"UMAP(n_neighbors={nn}, Jaccard) of the raw bits (no SVD)"
+    else:
+        dims = min(svd_dims, n - 1, n_neurons)
+        reduced = svd_bits(bits, n_neurons, dims, seed=seed, progress=_scaled(progress, 0.0, 0.6))
+        if progress is not None:
+            progress(f"UMAP of {n:,} points ({dims} SVD dims)", 0.6)
+        nn = _neighbors(n, n_neighbors)
+        coords = _umap(reduced, "euclidean", nn, min_dist, seed)
+        method = f"SVD({dims}) → UMAP(n_neighbors={nn}, euclidean)"
+    if progress is not None:
+        progress("done", 1.0)
+    if use_cache:
+        _store("projections", key, coords, method, settings, cache)
+    return Projection(coords, method, key)
+
+
+def project_embeddings(
+    emb: np.ndarray,
+    *,
+    n_neighbors: int = DEFAULT_NEIGHBORS,
+    min_dist: float = DEFAULT_MIN_DIST,
+    seed: int = DEFAULT_SEED,
+    input_key: str | None = None,
+    cache: str | Path | None = None,
+    use_cache: bool = True,
+    compute: bool = True,
+    progress: ProjectProgress | None = None,
+) -> Projection | None:
+    """2-D map of sentence embeddings (N, d): cosine UMAP (2-D SVD below ``MIN_UMAP_SAMPLES`` rows).
+
+    ``compute=False`` only reads the cache (None on a miss).
+    """
+    emb = np.asarray(emb)
+    if emb.ndim != 2 or emb.shape[0] == 0:
+        raise ValueError(f"embeddings must be a non-empty (N, d) array, got shape {emb.shape}")
+    n = emb.shape[0]
+    settings = {"n_neighbors": n_neighbors, "min_dist": min_dist, "seed": seed}
+    key = _cache_key("embeddings", input_key or array_hash(emb), settings)
+    hit = _cached("projections", key, cache) if use_cache else None
+    if hit is not None or not compute:
+        return hit
+    if n < MIN_UMAP_SAMPLES:
+        unit = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+        coords = _small_fallback(unit)
+        method = f"SVD(2) of unit embeddings (only {n} samples: too few for UMAP)"
+    else:
+        if progress is not None:
+            progress(f"UMAP of {n:,} embeddings", 0.0)
+        nn = _neighbors(n, n_neighbors)
+        coords = _umap(np.asarray(emb, dtype=np.float32), "cosine", nn, min_dist, seed)
+        method = f"UMAP(n_neighbors={nn}, cosine) of {emb.shape[1]}-d sentence embeddings"
+    if progress is not None:
+        progress("done", 1.0)
+    if use_cache:
+        _store("projections", key, coords, method, settings, cache)
+    return Projection(coords, method, key)
+
+
+def _scaled(progress: ProjectProgress | None, lo: float, hi: float) -> ProjectProgress | None:
+    """A progress callback mapping a sub-task's [0, 1] onto [lo, hi] of the whole job."""
+    if progress is None:
+        return None
+    return lambda label, frac: progress(label, lo + (hi - lo) * frac)

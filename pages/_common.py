@@ -320,7 +320,10 @@ def method_state() -> tuple[list[str], SelectConfig, dict[str, dict[str, Any]]]:
 
 
 def ranking(method: str, ds: Dataset, fp: Fingerprints, k: int, emb: np.ndarray | None = None) -> Selection:
-    """A method's ranking: once up to the largest budget (k-means: at exactly ``k``), kept in memory."""
+    """A method's ranking: once up to the largest budget (k-means: at exactly ``k``), kept in memory.
+
+    Raises on failure (the caller decides how to report it).
+    """
     _, config, all_settings = method_state()
     msettings = all_settings.get(method, {})
     upto = k if method in session.PER_BUDGET_METHODS else session.max_budget(len(ds))
@@ -330,8 +333,7 @@ def ranking(method: str, ds: Dataset, fp: Fingerprints, k: int, emb: np.ndarray 
         return session.run_method(method, ds, fp, upto, select_config=config, embeddings=emb,
                                   method_settings=msettings)
 
-    with guard(f"{method_label(method)} failed"), st.spinner(f"Ranking {len(ds):,} samples with "
-                                                           f"{method_label(method)} (once)…"):
+    with st.spinner(f"Ranking {len(ds):,} samples with {method_label(method)} (once)…"):
         return memo("ranking", key, run)
 
 
@@ -348,17 +350,19 @@ def export_selection(method: str, ds: Dataset, fp: Fingerprints, k: int, emb: np
 
 def selections(methods: list[str], ds: Dataset, fp: Fingerprints, k: int,
                emb: np.ndarray | None) -> dict[str, Selection]:
-    return {m: ranking(m, ds, fp, k, emb if m in session.NEEDS_EMBEDDINGS else None) for m in methods}
+    """Every chosen method's ranking; a method that fails is reported and left out, the rest still draw."""
+    out: dict[str, Selection] = {}
+    for m in methods:
+        try:
+            out[m] = ranking(m, ds, fp, k, emb if m in session.NEEDS_EMBEDDINGS else None)
+        except Exception as exc:
+            st.error(f"{method_label(m)} left out — " + error_text(exc), icon=":material/error:")
+    if not out:
+        st.stop()
+    return out
 
 
 # ---------------------------------------------------------------- shared controls
-
-
-def _sync(src: str, dst: str, convert: Callable[[Any], Any]) -> Callable[[], None]:
-    def callback() -> None:
-        st.session_state[dst] = convert(st.session_state[src])
-
-    return callback
 
 
 def budget_control(n: int, key_prefix: str) -> int:
@@ -367,9 +371,8 @@ def budget_control(n: int, key_prefix: str) -> int:
     k = session.clamp_budget(st.session_state.get(BUDGET) or session.default_budget(n), n)
     st.session_state[BUDGET] = k
     pct_key, count_key = f"{key_prefix}_budget_pct", f"{key_prefix}_budget_count"
-    max_pct = 100.0 * kmax / n
-    step = 0.1 if n >= 1000 else 0.5
-    st.session_state[pct_key] = min(max_pct, round(100.0 * k / n, 1))
+    max_pct = round(100.0 * kmax / n, 1)
+    st.session_state[pct_key] = float(min(max(round(100.0 * k / n, 1), 0.1), max_pct))
     st.session_state[count_key] = k
 
     def from_pct() -> None:
@@ -379,7 +382,7 @@ def budget_control(n: int, key_prefix: str) -> int:
         st.session_state[BUDGET] = session.clamp_budget(int(st.session_state[count_key]), n)
 
     c1, c2 = st.columns([3, 1])
-    c1.slider("Budget (% of the dataset)", min_value=min(step, max_pct), max_value=round(max_pct, 1), step=step,
+    c1.slider("Budget (% of the dataset)", min_value=0.1, max_value=max(max_pct, 0.2), step=0.1,
               key=pct_key, on_change=from_pct, format="%.1f%%",
               help="Every method ranks the dataset once; moving the budget only takes a longer or shorter prefix.")
     c2.number_input("Budget (samples)", min_value=1, max_value=kmax, step=1, key=count_key, on_change=from_count)

@@ -280,7 +280,7 @@ def _take(mat, i, cov, colmap, wts, weighted, cnt, m, ids, n_ids):
 
 @numba.njit(cache=True)
 def greedy_run(mat, cov, colmap, wts, weighted, cnt, m, heap, ub, stamp, sc,
-               ranking, gains, rounds, ptr, ids, budget, compact_ok):
+               ranking, gains, rounds, ptr, ids, budget, compact_ok, shrink):
     """Lazy greedy over the current representation until done, saturated or worth compacting.
 
     Exact: the pick is the row with the highest gain, ties to the lowest row index, the
@@ -325,7 +325,7 @@ def greedy_run(mat, cov, colmap, wts, weighted, cnt, m, heap, ub, stamp, sc,
         version += 1
         k += 1
         left = sc[SC_LEFT]
-        if compact_ok and closed > 0 and left > 0 and 2 * ((left + 63) // 64) <= n_planes * n_words:
+        if compact_ok and closed > 0 and left > 0 and ((left + 63) // 64) * shrink <= n_planes * n_words:
             status = COMPACT
             break
     sc[SC_K] = k

@@ -90,12 +90,9 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
 
 
 def dataset_from_args(args: argparse.Namespace) -> Dataset:
-    from .data import load_records
-    from .demo import load_demo
+    from .pipeline import load_data
 
-    if args.data == "demo" or args.data.startswith("demo:"):
-        return load_demo(args.data.split(":", 1)[1] if ":" in args.data else "default")
-    return load_records(
+    return load_data(
         args.data,
         fmt=args.format,
         text_column=args.text_column,
@@ -103,6 +100,44 @@ def dataset_from_args(args: argparse.Namespace) -> Dataset:
         category_column=args.category_column,
         on_error=args.on_error,
     )
+
+
+def parse_budget(text: str) -> int | float:
+    """'0.15' -> fraction, '120' -> count (validated later against N by resolve_budget)."""
+    try:
+        return int(text) if re.fullmatch(r"[+-]?\d+", text.strip()) else float(text)
+    except ValueError:
+        raise UsageError(f"budget {text!r} is neither a count nor a fraction") from None
+
+
+def add_select_args(parser: argparse.ArgumentParser) -> None:
+    from .config import SelectConfig
+
+    d = SelectConfig()
+    g = parser.add_argument_group("MADS selection settings (see SelectConfig)")
+    g.add_argument("--continuation", default=d.continuation, choices=["rounds", "mcover", "states", "none"])
+    g.add_argument("--m", type=int, default=d.m, help="multiplicity for --continuation mcover")
+    g.add_argument("--weighting", default=d.weighting, choices=["uniform", "idf"])
+    g.add_argument("--max-neuron-share", type=float, default=d.max_neuron_share)
+    g.add_argument("--min-support", type=int, default=d.min_support)
+    g.add_argument("--seed", type=int, default=0, help="seed for random / k-means baselines")
+
+
+def select_config_from_args(args: argparse.Namespace):
+    from .config import SelectConfig
+
+    return SelectConfig(
+        continuation=args.continuation,
+        m=args.m,
+        weighting=args.weighting,
+        max_neuron_share=args.max_neuron_share,
+        min_support=args.min_support,
+    )
+
+
+def model_record(fp: Any) -> dict[str, Any]:
+    """What the manifest records about the model side of a selection."""
+    return {**fp.meta.get("model", {}), "fingerprint_key": fp.key, "fingerprint_settings": fp.meta.get("settings")}
 
 
 def model_spec_from_args(args: argparse.Namespace) -> ModelSpec:
@@ -210,6 +245,79 @@ def cmd_fingerprint(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_select(args: argparse.Namespace) -> int:
+    from .export import export_selection
+    from .pipeline import method_needs, run_method
+    from .select import resolve_budget
+
+    dataset = dataset_from_args(args)
+    budget = parse_budget(args.budget)
+    resolve_budget(budget, len(dataset))  # fail fast, before any model work
+    select_config = select_config_from_args(args)
+    fp = None
+    if method_needs(args.method) == "bits":
+        fp, _ = compute_fingerprints(args, dataset)
+    selection = run_method(
+        args.method, dataset, fp, budget, select_config=select_config, cache=args.cache_dir, seed=args.seed
+    )
+    result = export_selection(dataset, selection, budget, args.out, model=model_record(fp) if fp else None)
+    print(f"{args.method}: {result.k} of {len(dataset)} samples -> {result.data_path}")
+    print(f"manifest -> {result.manifest_path}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .metrics import metrics_table
+    from .pipeline import METHODS, dataset_embeddings_cached, run_method
+    from .select import resolve_budget
+
+    dataset = dataset_from_args(args)
+    budgets = [parse_budget(b) for b in args.budgets.split(",") if b.strip()]
+    if not budgets:
+        raise UsageError("--budgets: give at least one budget, e.g. 0.05,0.1,0.15")
+    ks = [resolve_budget(b, len(dataset)) for b in budgets]
+    methods = [m.strip() for m in args.methods.split(",")] if args.methods else list(METHODS)
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise UsageError(f"--methods: unknown {unknown}; choose from {', '.join(METHODS)}")
+    fp, _ = compute_fingerprints(args, dataset)
+    progress, close = tqdm_progress("embedding")
+    try:
+        emb = dataset_embeddings_cached(dataset, args.cache_dir, progress=progress)
+    finally:
+        close()
+    top = max(ks)
+    select_config = select_config_from_args(args)
+    selections = {
+        m: run_method(
+            m, dataset, fp, top, select_config=select_config, cache=args.cache_dir, embeddings=emb, seed=args.seed
+        )
+        for m in methods
+    }
+    table = metrics_table(
+        selections,
+        budgets,
+        bits=fp.bits,
+        n_neurons=fp.n_neurons,
+        emb=emb,
+        categories=dataset.categories,
+        lengths=fp.token_counts,
+    )
+    text = table.to_csv(index=False, float_format="%.6g", lineterminator="\n")
+    if args.out:
+        from .export import write_atomic
+
+        write_atomic(args.out, text.encode("utf-8"))
+        print(f"report -> {args.out}")
+    show = [c for c in ("method", "budget", "k", "coverage", "mean_nn_distance", "radius") if c in table]
+    show += [c for c in ("category_coverage", "category_entropy", "len_mean") if c in table]
+    import pandas as pd
+
+    with pd.option_context("display.width", 160, "display.max_columns", 20):
+        print(table[show].to_string(index=False, float_format=lambda x: f"{x:.4f}"))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m mads_core", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -218,6 +326,26 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_args(fp)
     fp.add_argument("--json", action="store_true", help="print one JSON line instead of text")
     fp.set_defaults(func=cmd_fingerprint)
+
+    from .pipeline import METHODS
+
+    sel = sub.add_parser("select", help="rank with one method and export the subset + manifest")
+    add_data_args(sel)
+    add_model_args(sel)
+    add_select_args(sel)
+    sel.add_argument("--method", default="mads", choices=list(METHODS))
+    sel.add_argument("--budget", default="0.15", help="fraction in (0, 1] or a count in [1, N]")
+    sel.add_argument("--out", required=True, help="output file (.json, .jsonl, .csv, .parquet)")
+    sel.set_defaults(func=cmd_select)
+
+    cmp_ = sub.add_parser("compare", help="metrics of every method at several budgets")
+    add_data_args(cmp_)
+    add_model_args(cmp_)
+    add_select_args(cmp_)
+    cmp_.add_argument("--budgets", default="0.05,0.1,0.15", help="comma-separated fractions or counts")
+    cmp_.add_argument("--methods", default=None, help=f"comma-separated subset of: {', '.join(METHODS)}")
+    cmp_.add_argument("--out", default=None, help="write the metrics table as CSV")
+    cmp_.set_defaults(func=cmd_compare)
     return parser
 
 

@@ -272,7 +272,7 @@ def _run(mat, base_cov, wts, weighted, g0, budget, config, n_neurons):
     while True:
         status, ids = bitops.greedy_run(
             rep[0], rep[1], rep[2], rep[3], weighted, rep[4], m, heap, ub, stamp, sc,
-            ranking, gains, rounds, ptr, ids, budget, os.environ.get("MADS_COMPACT", "1") == "1")
+            ranking, gains, rounds, ptr, ids, budget, os.environ.get("MADS_COMPACT", "1") == "1", int(os.environ.get("MADS_SHRINK", "2")))
         done = int(sc[bitops.SC_K])
         import time as _t; print('run', status, done, sc[bitops.SC_EVALS], rep[0].shape, round(_t.perf_counter() - _T0, 3))
         if status == bitops.DONE:

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from .config import FingerprintConfig, ModelSpec, SelectConfig, canonical_json, sha256_text
-from .data import Dataset, load_records
+from .data import Dataset
 from .select import Selection, resolve_budget
 from .store import cache_root
 
@@ -89,15 +89,13 @@ class DataChoice:
 
 
 def load_choice(choice: DataChoice) -> Dataset:
-    """Load the chosen dataset (demo preset, or a file read with the loader's bad-record report)."""
-    if choice.kind == "demo":
-        from .demo import load_demo
+    """Load the chosen dataset with the CLI's own rule (``pipeline.load_data``)."""
+    from .pipeline import load_data
 
-        return load_demo(choice.name)
-    if not choice.path.strip():
+    if choice.kind == "path" and not choice.path.strip():
         raise ValueError("no data file given: enter a path or upload a file in the sidebar")
-    return load_records(
-        Path(choice.path).expanduser(),
+    return load_data(
+        choice.cli_data() if choice.kind == "demo" else str(Path(choice.path).expanduser()),
         text_column=choice.text_column or None,
         response_column=choice.response_column or None,
         category_column=choice.category_column or None,
@@ -273,6 +271,12 @@ def cli_command(
     return shlex.join(argv)
 
 
+def export_name(dataset_name: str, method: str, k: int, suffix: str) -> str:
+    """Default export file name ``<dataset>-<method>-<k><suffix>`` (unsafe characters -> '_')."""
+    stem = f"{dataset_name}-{method}-{int(k)}"
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in stem) + suffix
+
+
 # ---------------------------------------------------------------- budgets
 
 
@@ -317,59 +321,24 @@ def run_method(
     embeddings: np.ndarray | None = None,
     method_settings: Mapping[str, Any] | None = None,
 ) -> Selection:
-    """One method's Selection for ``budget`` picks (the same call the CLI makes).
+    """One method's Selection for ``budget`` picks: the same call the CLI makes.
 
-    Uses ``mads_core.pipeline.run_method`` when present so app and CLI share one
-    dispatcher; method settings other than the MADS config (seeds, metric) are
-    only honoured here when they differ from the defaults.
+    Dispatches through ``mads_core.pipeline.run_method`` (shared with the CLI, so
+    both give byte-identical results); only a non-default k-center distance on
+    fingerprints, which the pipeline does not expose, calls the baseline directly.
     """
+    from . import pipeline
+
     settings = dict(method_settings or {})
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    if method in NEEDS_EMBEDDINGS and embeddings is None:
-        raise ValueError(f"method {method!r} needs sentence embeddings")
-    if not _non_default(method, settings):
-        pipeline = _pipeline()
-        if pipeline is not None:
-            return pipeline.run_method(method, dataset, fingerprints, budget, select_config=select_config,
-                                       embeddings=embeddings)
-    return _run_direct(method, dataset, fingerprints, budget, select_config, embeddings, settings)
+    metric = str(settings.get("metric", "jaccard"))
+    if method == "kcenter-act" and metric != "jaccard":
+        from .baselines import select_kcenter_act
 
-
-def _pipeline() -> Any:
-    try:
-        from . import pipeline
-    except ImportError:
-        return None
-    return pipeline if hasattr(pipeline, "run_method") else None
-
-
-def _non_default(method: str, settings: Mapping[str, Any]) -> bool:
-    if method in ("random", "kmeans-embed"):
-        return int(settings.get("seed", 0)) != 0
-    if method == "kcenter-act":
-        return settings.get("metric", "jaccard") != "jaccard"
-    return False
-
-
-def _run_direct(method, dataset, fp, budget, select_config, embeddings, settings) -> Selection:
-    from . import baselines
-    from .select import select_mads
-
-    if method == "mads":
-        config = select_config or SelectConfig()
-        planes = fp.planes if config.continuation == "states" else None
-        return select_mads(fp.bits, fp.n_neurons, budget, config, planes=planes, layer_offsets=fp.layer_offsets)
-    if method == "random":
-        return baselines.select_random(len(dataset), budget, seed=int(settings.get("seed", 0)))
-    if method == "kcenter-tfidf":
-        return baselines.select_kcenter_tfidf(dataset, budget)
-    if method == "kcenter-embed":
-        return baselines.select_kcenter_embed(embeddings, budget)
-    if method == "kmeans-embed":
-        return baselines.select_kmeans_embed(embeddings, budget, seed=int(settings.get("seed", 0)))
-    return baselines.select_kcenter_act(np.asarray(fp.bits), fp.n_neurons, budget,
-                                        metric=str(settings.get("metric", "jaccard")))
+        return select_kcenter_act(np.asarray(fingerprints.bits), fingerprints.n_neurons, budget, metric=metric)
+    return pipeline.run_method(method, dataset, fingerprints, budget, select_config=select_config,
+                               embeddings=embeddings, seed=int(settings.get("seed", 0)))
 
 
 # ---------------------------------------------------------------- coverage

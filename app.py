@@ -141,8 +141,8 @@ def sidebar() -> None:
         for name, build in (("data", _data_choice), ("model", _model_spec), ("fingerprint", _fingerprint_config)):
             try:
                 parts[name] = build()
-            except ValueError as exc:
-                problems.append(str(exc))
+            except Exception as exc:  # shown in the sidebar; the pages wait for valid settings
+                problems.append(str(exc) or type(exc).__name__)
         st.button("Reset settings to defaults", on_click=_reset_settings, icon=":material/restart_alt:")
         if problems:
             st.error("\n\n".join(problems), icon=":material/tune:")
@@ -160,5 +160,14 @@ navigation = st.navigation([
     st.Page("pages/3_Inspect.py", title="Inspect", icon=":material/search:"),
     st.Page("pages/4_Export.py", title="Export", icon=":material/download:"),
 ])
+deep_link = st.session_state.pop("_deep_link", None)  # set by a page opened before this script ran
+if deep_link:
+    st.switch_page(deep_link)
+st.session_state["_app_ran"] = True
 sidebar()
-navigation.run()
+try:
+    navigation.run()
+except Exception as exc:  # a bug or an unforeseen input: one clear line, never a traceback
+    from pages._common import error_text
+
+    st.error(error_text(exc), icon=":material/error:")

@@ -33,6 +33,11 @@ DONE, COMPACT, SATURATED = 0, 1, 2
 # Scalar slots of the int64 ``sc`` state vector shared with the Python driver.
 SC_K, SC_VERSION, SC_SIZE, SC_NIDS, SC_LEFT, SC_ROUND, SC_EVALS = range(7)
 N_SC = 7
+# Compact when the still-counting elements fit in 1/COMPACT_SHRINK of the current words
+# (measured: 4 beat 2 and 3 on skewed paper-scale data; see bench/README.md).
+COMPACT_SHRINK = 4
+# A counting bit costs about this many sliced word-popcounts when iterated (measured ~20).
+ITER_COST = 20
 
 
 @intrinsic
@@ -120,8 +125,14 @@ def pack_bits(fired: np.ndarray) -> np.ndarray:
 
 
 @numba.njit(cache=True, nogil=True)
-def _row_gain(mat, i, cov, wts, weighted):
-    """Gain of row ``i``: (weighted) popcount of ``row & ~cov`` over all planes."""
+def _row_gain(mat, i, cov, wts, wsl, ucnt, weighted):
+    """Gain of row ``i``: (weighted) popcount of ``row & ~cov`` over all planes.
+
+    Weighted gains take the cheaper of two exact routes: iterate the row's counting bits
+    and add their weights (cost ~ bits), or sum ``popcount(x & slice_k) << k`` over the
+    bit slices of the weights (cost ~ K words). ``ucnt[i]`` (the row's counting bits at
+    its last evaluation, an upper bound now) picks the route and is refreshed here.
+    """
     n_planes, _, n_words = mat.shape
     g = 0
     if not weighted:
@@ -129,41 +140,91 @@ def _row_gain(mat, i, cov, wts, weighted):
             for w in range(n_words):
                 g += popcount64(mat[p, i, w] & ~cov[p, w])
         return np.int64(g)
-    for p in range(n_planes):
-        for w in range(n_words):
-            x = mat[p, i, w] & ~cov[p, w]
-            base = w * 64
-            while x:
-                g += wts[p, base + ctz64(x)]
-                x &= x - np.uint64(1)
+    n_slices = wsl.shape[0]
+    c = 0
+    if ucnt[i] * ITER_COST < n_slices * n_planes * n_words:
+        for p in range(n_planes):
+            for w in range(n_words):
+                x = mat[p, i, w] & ~cov[p, w]
+                base = w * 64
+                while x:
+                    g += wts[p, base + ctz64(x)]
+                    c += 1
+                    x &= x - np.uint64(1)
+    else:
+        for p in range(n_planes):
+            for w in range(n_words):
+                c += popcount64(mat[p, i, w] & ~cov[p, w])
+        for k in range(n_slices):
+            part = 0
+            for p in range(n_planes):
+                for w in range(n_words):
+                    part += popcount64(mat[p, i, w] & ~cov[p, w] & wsl[k, p, w])
+            g += part << k
+    ucnt[i] = c
     return np.int64(g)
 
 
 @numba.njit(cache=True, parallel=True, nogil=True)
-def initial_gains(mat, cov, wts, weighted):
-    """(N,) int64 gain of every row against ``cov`` (parallel over rows)."""
+def initial_gains(mat, cov, wts, wsl, ucnt, weighted):
+    """(N,) int64 gain of every row against ``cov`` (parallel over rows; fills ``ucnt``)."""
     n = mat.shape[1]
     out = np.empty(n, dtype=np.int64)
     for i in numba.prange(n):
-        out[i] = _row_gain(mat, i, cov, wts, weighted)
+        ucnt[i] = n_planes_words(mat)
+        out[i] = _row_gain(mat, i, cov, wts, wsl, ucnt, weighted)
+    return out
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def n_planes_words(mat):
+    return mat.shape[0] * mat.shape[2] * 64
+
+
+def weight_slices(wts: np.ndarray) -> np.ndarray:
+    """(K, P, W) uint64 bit slices of non-negative integer weights ``wts`` (P, W*64)."""
+    n_planes, n_bits = wts.shape
+    n_slices = max(1, int(wts.max(initial=0)).bit_length())
+    out = np.empty((n_slices, n_planes, n_bits // 64), dtype=np.uint64)
+    for k in range(n_slices):
+        out[k] = pack_bits(((wts >> k) & 1).astype(bool))
     return out
 
 
 @numba.njit(cache=True, parallel=True, nogil=True)
 def column_counts(mat, n_chunks):
-    """(P, W*64) int64: how many rows set each bit, per plane (rows split in ``n_chunks``)."""
+    """(P, W*64) int64: how many rows set each bit, per plane.
+
+    Rows are split in ``n_chunks`` (one per thread); within a chunk, blocks of 255 rows
+    are added into 8 bit-sliced counters per word (carry-save), then flushed.
+    """
     n_planes, n, n_words = mat.shape
-    acc = np.zeros((n_chunks, n_planes, n_words * 64), dtype=np.int32)
+    acc = np.zeros((n_chunks, n_planes, n_words * 64), dtype=np.int64)
     step = (n + n_chunks - 1) // n_chunks
     for c in numba.prange(n_chunks):
-        for i in range(c * step, min(n, (c + 1) * step)):
-            for p in range(n_planes):
+        sl = np.zeros((n_words, 8), dtype=np.uint64)
+        for p in range(n_planes):
+            r = c * step
+            r_end = min(n, (c + 1) * step)
+            while r < r_end:
+                r_next = min(r_end, r + 255)
+                sl[:, :] = 0
+                for i in range(r, r_next):
+                    for w in range(n_words):
+                        x = mat[p, i, w]
+                        k = 0
+                        while x:
+                            t = sl[w, k] & x
+                            sl[w, k] ^= x
+                            x = t
+                            k += 1
                 for w in range(n_words):
-                    x = mat[p, i, w]
-                    base = w * 64
-                    while x:
-                        acc[c, p, base + ctz64(x)] += 1
-                        x &= x - np.uint64(1)
+                    for k in range(8):
+                        y = sl[w, k]
+                        while y:
+                            acc[c, p, w * 64 + ctz64(y)] += 1 << k
+                            y &= y - np.uint64(1)
+                r = r_next
     out = np.zeros((n_planes, n_words * 64), dtype=np.int64)
     for c in range(n_chunks):
         out += acc[c]
@@ -190,12 +251,12 @@ def union_curve(plane0, ranking, valid):
 # --------------------------------------------------------------------------- heap: max gain, then min index
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, nogil=True, inline="always")
 def _better(ub, a, b):
     return ub[a] > ub[b] or (ub[a] == ub[b] and a < b)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _sift_down(heap, size, pos, ub):
     item = heap[pos]
     while True:
@@ -212,7 +273,7 @@ def _sift_down(heap, size, pos, ub):
     heap[pos] = item
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _sift_up(heap, pos, ub):
     item = heap[pos]
     while pos > 0:
@@ -224,7 +285,7 @@ def _sift_up(heap, pos, ub):
     heap[pos] = item
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def heapify(heap, size, ub):
     """Order ``heap[:size]`` (row ids) as a max-heap on (ub desc, row id asc)."""
     for pos in range(size // 2 - 1, -1, -1):
@@ -234,7 +295,7 @@ def heapify(heap, size, ub):
 # --------------------------------------------------------------------------- the greedy
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _take(mat, i, cov, colmap, wts, weighted, cnt, m, ids, n_ids):
     """Apply pick ``i``: append the element ids it counts to ``ids``, update the state.
 
@@ -278,8 +339,8 @@ def _take(mat, i, cov, colmap, wts, weighted, cnt, m, ids, n_ids):
     return np.int64(gain), n_ids, ids, closed
 
 
-@numba.njit(cache=True)
-def greedy_run(mat, cov, colmap, wts, weighted, cnt, m, heap, ub, stamp, sc,
+@numba.njit(cache=True, nogil=True)
+def greedy_run(mat, cov, colmap, wts, wsl, cnt, weighted, m, ucnt, heap, ub, stamp, sc,
                ranking, gains, rounds, ptr, ids, budget, compact_ok, shrink):
     """Lazy greedy over the current representation until done, saturated or worth compacting.
 
@@ -293,7 +354,7 @@ def greedy_run(mat, cov, colmap, wts, weighted, cnt, m, heap, ub, stamp, sc,
     cores (thread hand-offs per pick), and the lazy loop reads little memory per pick.
 
     Returns (status, ids): DONE (``budget`` picks made), SATURATED (no remaining row has
-    a positive gain), COMPACT (the counting elements fit in half the current words).
+    a positive gain), COMPACT (the counting elements fit in 1/``shrink`` of the current words).
     """
     n_planes, _, n_words = mat.shape
     k = sc[SC_K]
@@ -308,7 +369,7 @@ def greedy_run(mat, cov, colmap, wts, weighted, cnt, m, heap, ub, stamp, sc,
             status = SATURATED
             break
         if stamp[top] != version:
-            ub[top] = _row_gain(mat, top, cov, wts, weighted)
+            ub[top] = _row_gain(mat, top, cov, wts, wsl, ucnt, weighted)
             stamp[top] = version
             evals += 1
             _sift_down(heap, size, 0, ub)
@@ -336,7 +397,7 @@ def greedy_run(mat, cov, colmap, wts, weighted, cnt, m, heap, ub, stamp, sc,
     return status, ids
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _word_offsets(keep):
     """Output bit offset of every (plane, word) when only ``keep`` bits are kept, and the total."""
     n_planes, n_words = keep.shape
@@ -349,7 +410,7 @@ def _word_offsets(keep):
     return offs, total
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, nogil=True, inline="always")
 def _put(out, i, o, x, nb):
     """OR the ``nb`` low bits of ``x`` into row ``i`` of ``out`` at bit offset ``o``."""
     q = o >> 6
@@ -398,7 +459,7 @@ def _compact_rows_soft(mat, keep, offs, alive, n_new_words):
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _remap(values, keep, n_slots, fill):
     """Per-bit ``values`` (P, W*64) of the kept bits, packed in order into (1, n_slots)."""
     n_planes, n_words = keep.shape
@@ -414,7 +475,7 @@ def _remap(values, keep, n_slots, fill):
     return out
 
 
-def compact(mat, cov, colmap, wts, weighted, cnt, m, alive):
+def compact(mat, cov, colmap, wts, wsl, cnt, weighted, m, alive):
     """Copy of the representation holding only still-counting elements (rows in ``alive``).
 
     Element order is kept; uses BMI2 ``pext`` where the CPU has it.
@@ -429,15 +490,23 @@ def compact(mat, cov, colmap, wts, weighted, cnt, m, alive):
     if n_left % 64:
         new_cov[0, n_left // 64] = ~np.uint64((1 << (n_left % 64)) - 1)
     new_colmap = _remap(colmap, keep, n_new_words * 64, -1)
-    new_wts = _remap(wts, keep, n_new_words * 64, 0) if weighted else wts
+    new_wts, new_wsl = wts, wsl
+    if weighted:
+        new_wts = _remap(wts, keep, n_new_words * 64, 0)
+        new_wsl = weight_slices(new_wts)
     new_cnt = _remap(cnt, keep, n_new_words * 64, 0) if m > 1 else cnt
-    return new_mat, new_cov, new_colmap, new_wts, new_cnt
+    return new_mat, new_cov, new_colmap, new_wts, new_wsl, new_cnt
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def popcount_words(words):
     """Total set bits of a 1-D uint64 array."""
     total = 0
     for w in range(words.shape[0]):
         total += popcount64(words[w])
     return total
+
+
+def n_threads() -> int:
+    """Threads numba's parallel kernels use (for per-thread accumulators)."""
+    return max(1, int(numba.get_num_threads()))

@@ -62,13 +62,12 @@ def _layout(fig: go.Figure, title: str, height: int = 380, **kw: object) -> go.F
     return fig
 
 
-def _budget_line(fig: go.Figure, k: int | None, n: int | None, row: int | None = None, col: int | None = None) -> None:
+def _budget_line(fig: go.Figure, k: int | None, n: int | None, position: str = "top right") -> None:
     if k is None:
         return
     text = f"budget k={k:,}" + (f" ({100.0 * k / n:.1f}%)" if n else "")
-    kw = {} if row is None else {"row": row, "col": col}
     fig.add_vline(x=k, line=dict(color="#444", dash="dash", width=1), annotation_text=text,
-                  annotation_position="top right", annotation_font_size=11, **kw)
+                  annotation_position=position, annotation_font_size=11)
 
 
 # ---------------------------------------------------------------- firing picture
@@ -134,14 +133,18 @@ def projection_scatter(
         note = f"grey: {max_background:,} of {len(rest):,} unselected points drawn (thinned for speed)"
         rest = rest[keep]
     fig = go.Figure()
-    fig.add_trace(_scatter(coords, rest, hover, "not selected", dict(color=GREY, size=4, opacity=0.6)))
-    for pos, (name, idx) in enumerate(highlights.items()):
+    fig.add_trace(_scatter(coords, rest, hover, "not selected", dict(color=GREY, size=5, opacity=0.75)))
+    fig.data[-1].legendrank = 50
+    # The first method (MADS by convention) is drawn last so it sits on top; the legend keeps the given order.
+    for pos, (name, idx) in reversed(list(enumerate(highlights.items()))):
         idx = np.asarray(idx, dtype=np.int64)
         symbol = SYMBOLS[pos % len(SYMBOLS)]
-        size = 6 if pos == 0 else 9 + pos
+        size = 7 if pos == 0 else 8 + pos
         marker = dict(color=method_color(name, pos), size=size, symbol=symbol, line=dict(width=1.5,
                       color=method_color(name, pos)), opacity=0.9)
-        fig.add_trace(_scatter(coords, idx, hover, f"{method_label(name)} ({len(idx):,})", marker))
+        trace = _scatter(coords, idx, hover, f"{method_label(name)} ({len(idx):,})", marker)
+        trace.legendrank = 100 + pos
+        fig.add_trace(trace)
     if linked is not None and len(linked):
         idx = np.asarray(linked, dtype=np.int64)
         marker = dict(color="rgba(0,0,0,0)", size=14, symbol="circle-open", line=dict(width=2, color=LINKED_COLOR))
@@ -210,7 +213,7 @@ def coverage_curves(
             hovertemplate="k=%{x:,} (%{customdata:.1f}%)<br>coverage %{y:.1f}%<extra>" + method_label(str(name))
             + "</extra>",
         ))
-    _budget_line(fig, budget, n)
+    _budget_line(fig, budget, n, "bottom right")
     if saturation is not None:
         name, k_sat, value = saturation
         fig.add_trace(go.Scatter(
@@ -247,7 +250,7 @@ def gain_per_pick(
     fig = go.Figure(go.Scattergl(
         x=ranks, y=shown, mode="markers", name="gain",
         marker=dict(size=4, color=rounds, colorscale="Viridis", showscale=bool(rounds.max() > 0),
-                    colorbar=dict(title="round", thickness=10)),
+                    colorbar=dict(title="round", thickness=10, dtick=1)),
         customdata=rounds, hovertemplate="pick %{x:,}: +%{y:,.4g} " + unit + " (round %{customdata})<extra></extra>",
     ))
     _budget_line(fig, budget, n)
@@ -274,41 +277,48 @@ def metrics_bars(table: pd.DataFrame, metrics: Sequence[tuple[str, str]]) -> go.
             showlegend=False, hovertemplate="%{x}: %{y:.4g}<extra>" + label + "</extra>",
         ), row=1, col=j)
     fig.update_xaxes(tickangle=-35)
-    return _layout(fig, "Metrics at the current budget", height=340)
+    fig = _layout(fig, "Metrics at the current budget", height=360)
+    fig.update_layout(margin=dict(t=80))
+    return fig
 
 
 def category_bars(
     categories: Sequence[str | None],
     selections: Mapping[str, np.ndarray],
-    top: int = 25,
+    top: int = 50,
 ) -> go.Figure:
     """Share of each method's picks per category next to the whole dataset's share.
 
-    Categories sorted by dataset size; only the ``top`` largest are drawn (the title
-    says so when some are left out). Unlabelled samples are ignored.
+    Categories in dataset order of size. With more than ``top`` categories, those
+    with the largest share in the dataset or in any method's picks are drawn and the
+    title says how many were left out. Unlabelled samples are ignored.
     """
-    labels = pd.Series([c for c in categories if c is not None], dtype=object)
-    counts = labels.value_counts()
-    shown = list(counts.index[:top])
-    fig = go.Figure()
+    counts = pd.Series([c for c in categories if c is not None], dtype=object).value_counts()
     total = max(int(counts.sum()), 1)
-    fig.add_trace(go.Bar(y=shown, x=[100.0 * counts[c] / total for c in shown], orientation="h",
-                         name="whole dataset", marker_color=GREY,
-                         hovertemplate="%{y}: %{x:.1f}% of the dataset<extra></extra>"))
-    for pos, (name, idx) in enumerate(selections.items()):
-        picked = pd.Series([categories[int(i)] for i in idx if categories[int(i)] is not None], dtype=object)
-        pc = picked.value_counts()
-        denom = max(int(pc.sum()), 1)
-        fig.add_trace(go.Bar(y=shown, x=[100.0 * pc.get(c, 0) / denom for c in shown], orientation="h",
+    dataset_share = 100.0 * counts / total
+    shares: dict[str, pd.Series] = {}
+    for name, idx in selections.items():
+        pc = pd.Series([categories[int(i)] for i in idx if categories[int(i)] is not None], dtype=object)
+        vc = pc.value_counts()
+        shares[name] = 100.0 * vc / max(int(vc.sum()), 1)
+    peak = pd.concat([dataset_share, *shares.values()], axis=1).max(axis=1)
+    keep = set(peak.sort_values(ascending=False, kind="stable").index[:top])
+    shown = [c for c in counts.index if c in keep]
+    fig = go.Figure()
+    fig.add_trace(go.Bar(y=shown, x=[dataset_share[c] for c in shown], orientation="h", name="whole dataset",
+                         marker_color=GREY, hovertemplate="%{y}: %{x:.1f}% of the dataset<extra></extra>"))
+    for pos, (name, share) in enumerate(shares.items()):
+        fig.add_trace(go.Bar(y=shown, x=[float(share.get(c, 0.0)) for c in shown], orientation="h",
                              name=method_label(name), marker_color=method_color(name, pos),
                              hovertemplate="%{y}: %{x:.1f}% of picks<extra>" + method_label(name) + "</extra>"))
     title = "Share of picks per category"
-    if len(counts) > top:
-        title += f" (largest {top} of {len(counts)} categories)"
+    if len(counts) > len(shown):
+        title += f" ({len(shown)} of {len(counts)} categories: the largest in the dataset or in the picks)"
     fig.update_yaxes(autorange="reversed", type="category")
-    fig.update_xaxes(title_text="% of picks (grey: % of dataset)")
-    height = max(320, 22 * len(shown) * max(1, min(3, len(selections))) // 2 + 120)
-    return _layout(fig, title, height=height, barmode="group", legend=dict(orientation="h", y=-0.08, x=0.0))
+    fig.update_xaxes(title_text="% of picks (grey: % of the dataset)", side="top")
+    height = 140 + len(shown) * (8 + 5 * (len(shares) + 1))
+    return _layout(fig, title, height=height, barmode="group", bargap=0.25,
+                   legend=dict(orientation="h", y=1.0, yanchor="bottom", x=0.35))
 
 
 def newly_covered_bars(counts: np.ndarray, layers: Sequence[int], title: str = "Neurons newly covered") -> go.Figure:

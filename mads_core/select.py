@@ -24,7 +24,6 @@ or index-order filler).
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -226,36 +225,40 @@ def select_mads(
     layer_mask = _layer_mask(n_neurons, n_words, config, layer_offsets)
     weighted = config.weighting != "uniform"
     if _needs_counts(config):
-        counts = bitops.column_counts(mat, max(1, min(os.cpu_count() or 1, 8)))
-        weights = element_weights(counts, n, config, layer_mask)
+        weights = element_weights(bitops.column_counts(mat, bitops.n_threads()), n, config, layer_mask)
     else:
         weights = np.broadcast_to(layer_mask.astype(np.int64), (n_planes, layer_mask.size))
-    base_cov = bitops.pack_bits(weights <= 0)
-    wts = np.ascontiguousarray(weights) if weighted else np.zeros((1, 1), dtype=np.int64)
-    g0 = bitops.initial_gains(mat, base_cov, wts, weighted)
-    ranking, gains, rounds, ptr, ids, filler_from = _run(mat, base_cov, wts, weighted, g0, k, config,
-                                                         n_neurons)
+    ranking, gains, rounds, ptr, ids, filler_from = _greedy(mat, weights, weighted, k, config, n_neurons)
     plane0 = mat[0] if config.continuation == "states" else mat.reshape(n, n_words)
     union = bitops.union_curve(plane0, ranking, bitops.valid_mask(n_neurons, n_words))
     return _result("mads", n, n_neurons, config, ranking, gains, rounds, ptr, ids, union, filler_from,
                    weighted)
 
 
-def _run(mat, base_cov, wts, weighted, g0, budget, config, n_neurons):
-    """Drive bitops.greedy_run through compactions, resets and the zero-gain tail."""
+def _greedy(mat, weights, weighted, budget, config, n_neurons):
+    """Drive ``bitops.greedy_run`` through compactions, round resets and the zero-gain tail.
+
+    ``weights`` (P, W*64) int64: element weights, 0 = never counts. Returns ranking,
+    integer gains, rounds, newly-covered CSR (ptr, ids) and the filler start.
+    """
     n_planes, n, n_words = mat.shape
     m = config.m if config.continuation == "mcover" else 1
     reset = config.continuation != "none"
+    base_cov = bitops.pack_bits(weights <= 0)
+    wts = np.ascontiguousarray(weights) if weighted else np.zeros((1, 1), dtype=np.int64)
+    wsl = bitops.weight_slices(wts) if weighted else np.zeros((1, 1, 1), dtype=np.uint64)
     colmap0 = np.arange(n_words * 64, dtype=np.int64)[None, :] + n_neurons * np.arange(n_planes)[:, None]
     colmap0[:, n_neurons:] = -1
     left0 = int(sum(bitops.popcount_words(~base_cov[p]) for p in range(n_planes)))
+    ucnt0 = np.empty(n, dtype=np.int64)
+    g0 = bitops.initial_gains(mat, base_cov, wts, wsl, ucnt0, weighted)
 
     def fresh():
         cnt = np.zeros((n_planes, n_words * 64) if m > 1 else (1, 1), dtype=np.int32)
-        return mat, base_cov.copy(), colmap0, wts, cnt
+        return mat, base_cov.copy(), colmap0, wts, wsl, cnt
 
     rep = fresh()
-    import time as _t; _T0 = _t.perf_counter()
+    ucnt = ucnt0.copy()
     heap = np.arange(n, dtype=np.int64)
     ub = g0.copy()
     stamp = np.zeros(n, dtype=np.int64)
@@ -270,21 +273,20 @@ def _run(mat, base_cov, wts, weighted, g0, budget, config, n_neurons):
     ids = np.empty(max(1024, min(left0, 1 << 22)), dtype=np.int64)
     filler_from = budget
     while True:
-        status, ids = bitops.greedy_run(
-            rep[0], rep[1], rep[2], rep[3], weighted, rep[4], m, heap, ub, stamp, sc,
-            ranking, gains, rounds, ptr, ids, budget, os.environ.get("MADS_COMPACT", "1") == "1", int(os.environ.get("MADS_SHRINK", "2")))
+        status, ids = bitops.greedy_run(*rep, weighted, m, ucnt, heap, ub, stamp, sc, ranking, gains, rounds,
+                                        ptr, ids, budget, True, bitops.COMPACT_SHRINK)
         done = int(sc[bitops.SC_K])
-        import time as _t; print('run', status, done, sc[bitops.SC_EVALS], rep[0].shape, round(_t.perf_counter() - _T0, 3))
         if status == bitops.DONE:
             break
         if status == bitops.COMPACT:
-            alive = np.ones(n, dtype=np.bool_)
+            alive = ub > 0
             alive[ranking[:done]] = False
-            rep = bitops.compact(rep[0], rep[1], rep[2], rep[3], weighted, rep[4], m, alive)
+            rep = bitops.compact(*rep, weighted, m, alive)
             continue
         remaining = heap[: int(sc[bitops.SC_SIZE])]
         if reset and bool(np.any(g0[remaining] > 0)):
             rep = fresh()
+            ucnt[:] = ucnt0
             sc[bitops.SC_VERSION] += 1
             sc[bitops.SC_ROUND] += 1
             sc[bitops.SC_LEFT] = left0
@@ -297,7 +299,6 @@ def _run(mat, base_cov, wts, weighted, g0, budget, config, n_neurons):
         rounds[done:] = sc[bitops.SC_ROUND]
         ptr[done + 1:] = ptr[done]
         break
-    print('evals', sc[bitops.SC_EVALS])
     return ranking, gains, rounds, ptr, ids[: ptr[budget]].copy(), filler_from
 
 

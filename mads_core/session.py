@@ -14,7 +14,7 @@ import json
 import re
 import shlex
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,8 @@ from .store import cache_root
 METHODS: tuple[str, ...] = ("mads", "random", "kcenter-tfidf", "kcenter-embed", "kmeans-embed", "kcenter-act")
 DEFAULT_METHODS: tuple[str, ...] = ("mads", "random", "kcenter-tfidf", "kcenter-embed")
 NEEDS_EMBEDDINGS = frozenset({"kcenter-embed", "kmeans-embed"})
+NEEDS_FINGERPRINTS = frozenset({"mads", "kcenter-act"})
+SEEDED_METHODS = frozenset({"random", "kmeans-embed"})
 # k-means picks depend on k itself (its ranking is not a prefix of a larger one).
 PER_BUDGET_METHODS = frozenset({"kmeans-embed"})
 METHOD_HELP: dict[str, str] = {
@@ -38,8 +40,8 @@ METHOD_HELP: dict[str, str] = {
     "kcenter-embed": "Greedy k-center on MiniLM sentence embeddings, cosine distance.",
     "kmeans-embed": "k-means with k = budget on MiniLM embeddings; the member nearest each centroid. "
     "Re-run for every budget (its picks depend on k).",
-    "kcenter-act": "Greedy k-center on the activation fingerprints themselves (Jaccard): same bits as MADS, "
-    "but spreads picks instead of covering neurons.",
+    "kcenter-act": "Greedy k-center on the activation fingerprints themselves (Jaccard distance): same bits as "
+    "MADS, but spreads picks instead of covering neurons.",
 }
 # Above this many samples the budget slider stops at LARGE_MAX_FRACTION of N: every
 # method's ranking is computed once up to the largest budget offered.
@@ -214,14 +216,14 @@ def fingerprint_flags(config: FingerprintConfig, spec: ModelSpec) -> list[str]:
         flags.append("--trust-remote-code")
     if config.layers is not None:
         flags += ["--layers", format_layers(config.layers)]
+    # Every field is compared with its default whatever the rule: all of them enter the cache key.
     if config.rule != d.rule:
         flags += ["--rule", config.rule]
-    if config.rule == "threshold":
-        if config.threshold != d.threshold:
-            flags += ["--threshold", _num(config.threshold)]
-        if config.levels != d.levels:
-            flags += ["--levels", ",".join(_num(x) for x in config.levels) or "none"]
-    elif config.top_k != d.top_k:
+    if config.threshold != d.threshold:
+        flags += ["--threshold", _num(config.threshold)]
+    if config.rule == "threshold" and config.levels != d.levels:  # the CLI drops levels under topk
+        flags += ["--levels", ",".join(_num(x) for x in config.levels) or "none"]
+    if config.top_k != d.top_k:
         flags += ["--top-k", str(config.top_k)]
     for name in ("pooling", "template"):
         if getattr(config, name) != getattr(d, name):
@@ -233,21 +235,24 @@ def fingerprint_flags(config: FingerprintConfig, spec: ModelSpec) -> list[str]:
     return flags
 
 
+# SelectConfig fields the CLI exposes (``python -m mads_core select --continuation ...``).
+SELECT_FLAG_FIELDS = ("continuation", "m", "weighting", "max_neuron_share", "min_support")
+
+
 def select_flags(method: str, select_config: SelectConfig | None, method_settings: Mapping[str, Any]) -> list[str]:
-    """CLI flags for a method's settings that differ from the defaults."""
+    """CLI flags for a method's settings that differ from the defaults (MADS config, baseline seed)."""
     flags: list[str] = []
     if method == "mads" and select_config is not None:
         d = SelectConfig()
-        for f in fields(SelectConfig):
-            value = getattr(select_config, f.name)
-            if value == getattr(d, f.name) or (f.name == "m" and select_config.continuation != "mcover"):
+        if select_config.layer_subset is not None:
+            raise ValueError("layer_subset has no CLI flag: it cannot be reproduced on the command line")
+        for name in SELECT_FLAG_FIELDS:
+            value = getattr(select_config, name)
+            if value == getattr(d, name) or (name == "m" and select_config.continuation != "mcover"):
                 continue
-            text = ",".join(str(v) for v in value) if isinstance(value, tuple) else str(value)
-            flags += [f"--{f.name.replace('_', '-')}", text]
-    if method in ("random", "kmeans-embed") and int(method_settings.get("seed", 0)) != 0:
+            flags += [f"--{name.replace('_', '-')}", repr(value) if isinstance(value, float) else str(value)]
+    if method in SEEDED_METHODS and int(method_settings.get("seed", 0)) != 0:
         flags += ["--seed", str(int(method_settings["seed"]))]
-    if method == "kcenter-act" and method_settings.get("metric", "jaccard") != "jaccard":
-        flags += ["--metric", str(method_settings["metric"])]
     return flags
 
 
@@ -265,7 +270,7 @@ def cli_command(
     """The shell command that writes the same export file, byte for byte."""
     argv = ["python", "-m", "mads_core", "select", *choice.cli_flags(n_skipped), "--method", method,
             "--budget", str(int(k)), "--out", out_name]
-    if method in ("mads", "kcenter-act"):
+    if method in NEEDS_FINGERPRINTS:
         argv += fingerprint_flags(config, spec)
     argv += select_flags(method, select_config, method_settings or {})
     return shlex.join(argv)
@@ -305,10 +310,8 @@ def method_key(method: str, select_config: SelectConfig | None, method_settings:
     payload: dict[str, Any] = {"method": method}
     if method == "mads":
         payload["select"] = (select_config or SelectConfig()).cache_hash()
-    elif method in ("random", "kmeans-embed"):
+    elif method in SEEDED_METHODS:
         payload["seed"] = int(method_settings.get("seed", 0))
-    elif method == "kcenter-act":
-        payload["metric"] = str(method_settings.get("metric", "jaccard"))
     return sha256_text(canonical_json(payload))[:16]
 
 
@@ -321,24 +324,27 @@ def run_method(
     embeddings: np.ndarray | None = None,
     method_settings: Mapping[str, Any] | None = None,
 ) -> Selection:
-    """One method's Selection for ``budget`` picks: the same call the CLI makes.
+    """One method's Selection for ``budget`` picks: exactly the CLI's call (``pipeline.run_method``).
 
-    Dispatches through ``mads_core.pipeline.run_method`` (shared with the CLI, so
-    both give byte-identical results); only a non-default k-center distance on
-    fingerprints, which the pipeline does not expose, calls the baseline directly.
+    Sharing the dispatcher is what makes an app export and ``python -m mads_core select``
+    byte-identical. ``method_settings`` carries the baselines' seed.
     """
     from . import pipeline
 
-    settings = dict(method_settings or {})
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    metric = str(settings.get("metric", "jaccard"))
-    if method == "kcenter-act" and metric != "jaccard":
-        from .baselines import select_kcenter_act
-
-        return select_kcenter_act(np.asarray(fingerprints.bits), fingerprints.n_neurons, budget, metric=metric)
+    seed = int((method_settings or {}).get("seed", 0))
     return pipeline.run_method(method, dataset, fingerprints, budget, select_config=select_config,
-                               embeddings=embeddings, seed=int(settings.get("seed", 0)))
+                               embeddings=embeddings, seed=seed)
+
+
+def model_record(method: str, fingerprints: Any) -> dict[str, Any] | None:
+    """What an export's manifest records about the model (as the CLI does): None for text-only methods."""
+    if method not in NEEDS_FINGERPRINTS or fingerprints is None:
+        return None
+    from .cli import model_record as cli_model_record
+
+    return cli_model_record(fingerprints)
 
 
 # ---------------------------------------------------------------- coverage

@@ -13,6 +13,8 @@ from mads_core.demo import DEMO_PRESETS, estimate_tokens
 from mads_core.models import BUNDLED_NAME
 from pages import _common as ui
 
+ui.page_setup(__file__)
+
 st.title("Data & model")
 st.caption("MADS picks the samples whose **activation fingerprints** (the MLP neurons a model fires on them) "
            "cover the most neurons. Choose data, model and settings in the sidebar; compute the fingerprints "

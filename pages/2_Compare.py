@@ -11,6 +11,8 @@ from mads_core.config import SELECT_CONTINUATIONS, SELECT_WEIGHTINGS, SelectConf
 from mads_core.select import Selection
 from pages import _common as ui
 
+ui.page_setup(__file__)
+
 # Above this N x k, text diversity (O(N * k * d)) is left out of the live table.
 DIVERSITY_LIMIT = 400_000_000
 METRIC_COLUMNS = {
@@ -64,16 +66,11 @@ def _mads_settings() -> SelectConfig:
 
 def _baseline_settings(method: str, store: dict) -> None:
     own = dict(store.get(method, {}))
-    if method in ("random", "kmeans-embed"):
+    if method in session.SEEDED_METHODS:
         key = f"w_seed_{method}"
         st.session_state.setdefault(key, int(own.get("seed", 0)))
         st.number_input("Seed", min_value=0, step=1, key=key)
         own["seed"] = int(st.session_state[key])
-    elif method == "kcenter-act":
-        key = "w_metric_kcenter-act"
-        st.session_state.setdefault(key, own.get("metric", "jaccard"))
-        st.selectbox("Distance between fingerprints", ["jaccard", "hamming"], key=key)
-        own["metric"] = st.session_state[key]
     else:
         st.caption("No settings (fixed, recorded in each selection's settings).")
     store[method] = own
@@ -126,17 +123,23 @@ linked = ui.linked_rows()
 
 # ---------------------------------------------------------------- (a) (b) maps
 st.header("Where the picks fall", divider="gray")
+st.session_state.setdefault("w_highlight", [m for m in ("mads", "random") if m in picked] or list(picked)[:1])
+st.session_state["w_highlight"] = [m for m in st.session_state["w_highlight"] if m in picked]
+shown_methods = st.pills("Highlight on the maps", list(picked), selection_mode="multi", key="w_highlight",
+                         format_func=plots.method_label,
+                         help="Picks of each highlighted method at the current budget; grey: picked by none of them.")
+highlight = {m: picked[m] for m in shown_methods or []}
 left, right = st.columns(2)
 fp_proj = ui.fingerprint_projection(fp)
 text_proj = ui.embedding_projection(ds, emb)
 focus = st.session_state.get(ui.INSPECT_ROW)
 for col, proj, title, key in ((left, fp_proj, "(a) Activation fingerprints", "compare_map_fp"),
                               (right, text_proj, "(b) Text embeddings (MiniLM)", "compare_map_text")):
-    fig = plots.projection_scatter(proj.coords, picked, title=title, subtitle=proj.method, linked=linked,
+    fig = plots.projection_scatter(proj.coords, highlight, title=title, subtitle=proj.method, linked=linked,
                                    focus=focus, hover=hover)
     col.plotly_chart(fig, key=key, on_select=ui.on_map_select(key), selection_mode=("points", "box", "lasso"),
                      width="stretch")
-st.caption("Grey: not picked by any shown method. Lasso or box-select in one map to ring the same samples in the "
+st.caption("Grey: not picked by any highlighted method. Lasso or box-select in one map to ring the same samples in the "
            "other (linked views); click a point to open it on **Inspect**.")
 if len(linked):
     lc1, lc2 = st.columns([4, 1])

@@ -12,6 +12,8 @@ from mads_core.fingerprint import Fingerprints
 from mads_core.select import Selection
 from pages import _common as ui
 
+ui.page_setup(__file__)
+
 TABLE_KEY = "inspect_table"
 
 st.title("Inspect the picks")

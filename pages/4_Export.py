@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import tempfile
 from pathlib import Path
@@ -10,6 +11,8 @@ import streamlit as st
 
 from mads_core import export, plots, session
 from pages import _common as ui
+
+ui.page_setup(__file__)
 
 FORMATS = {"alpaca": [".json", ".jsonl", ".csv", ".parquet"], "chat": [".jsonl", ".json", ".parquet"],
            "table": [".csv", ".jsonl", ".json", ".parquet"]}
@@ -45,7 +48,7 @@ if Path(name).suffix.lower() not in export.CONTAINERS:
 
 emb = ui.embeddings(ds) if method in session.NEEDS_EMBEDDINGS else None
 sel = ui.export_selection(method, ds, fp, k, emb)
-model = fp.meta.get("model") if method in ("mads", "kcenter-act") else None
+model = session.model_record(method, fp)
 
 
 def _write() -> tuple[bytes, bytes, dict]:
@@ -70,7 +73,9 @@ d1.download_button(f"Download {name} ({len(data):,} bytes)", data, file_name=nam
 d2.download_button("Download manifest", manifest_bytes, file_name=name + export.MANIFEST_SUFFIX,
                    mime="application/json", icon=":material/description:", on_click="ignore")
 st.caption(f"{k:,} records of {n:,}, in rank order (pick 1 first), with all their original fields. "
-           f"sha256 `{manifest['file']['sha256'][:16]}…` · settings hash `{manifest['settings_hash']}`.")
+           f"Settings hash `{manifest['settings_hash']}`.")
+st.markdown(f"sha256 of the file: `{hashlib.sha256(data).hexdigest()}`  \n"
+            f"sha256 of the manifest: `{hashlib.sha256(manifest_bytes).hexdigest()}`")
 
 st.header("Reproduce on the command line", divider="gray")
 command = session.cli_command(s.data, s.model, s.fingerprint, method, k, name, select_config=select_config,

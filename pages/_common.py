@@ -43,6 +43,9 @@ INSPECT_ROW = "inspect_row"
 LINKED = "linked_rows"
 STOPPED = "fingerprint_stopped"
 PROJ_SETTINGS = "projection_settings"
+APP_RAN = "_app_ran"
+DEEP_LINK = "_deep_link"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class _Miss(Exception):
@@ -92,6 +95,20 @@ def guard(what: str = "") -> Iterator[None]:
 
 
 # ---------------------------------------------------------------- settings / data
+
+
+def page_setup(page_file: str) -> None:
+    """Make sure ``app.py`` (navigation + sidebar) runs around this page.
+
+    On a fresh server Streamlit resolves the very first URL against the ``pages/``
+    folder and may run a deep-linked page on its own; then the page hands over to
+    ``app.py``, which opens it again once the sidebar and navigation exist.
+    """
+    if st.session_state.get(APP_RAN):
+        return
+    st.session_state[DEEP_LINK] = Path(page_file).resolve().relative_to(ROOT).as_posix()
+    st.switch_page("app.py")
+
 
 
 def settings() -> session.AppSettings:
@@ -269,9 +286,9 @@ def projection_settings() -> ProjectionSettings:
     return st.session_state.get(PROJ_SETTINGS) or ProjectionSettings()
 
 
-def _project(kind: str, input_key: str, run: Callable[..., Projection], ps: ProjectionSettings, n: int,
+def _project(kind: str, memo_key: str, run: Callable[..., Projection], ps: ProjectionSettings, n: int,
              **kw: Any) -> Projection:
-    key = f"{kind}|{input_key}|{ps}"
+    key = f"{kind}|{memo_key}|{ps}"
     found = memo("projection", key, lambda: run(use_cache=True, compute=False, **kw))
     if found is not None:
         return found
@@ -368,7 +385,11 @@ def selections(methods: list[str], ds: Dataset, fp: Fingerprints, k: int,
 def budget_control(n: int, key_prefix: str) -> int:
     """Budget as a percentage slider and a count box, kept in step; returns k (shared by every page)."""
     kmax = session.max_budget(n)
-    k = session.clamp_budget(st.session_state.get(BUDGET) or session.default_budget(n), n)
+    asked = st.session_state.get(BUDGET) or session.default_budget(n)
+    k = session.clamp_budget(asked, n)
+    if k != asked:
+        st.warning(f"Budget {asked:,} is out of range for this dataset (1 to {kmax:,} of N = {n:,}): using {k:,}.",
+                   icon=":material/warning:")
     st.session_state[BUDGET] = k
     pct_key, count_key = f"{key_prefix}_budget_pct", f"{key_prefix}_budget_count"
     max_pct = round(100.0 * kmax / n, 1)

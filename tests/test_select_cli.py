@@ -33,7 +33,9 @@ def test_select_is_byte_identical_across_processes_and_loads_as_alpaca(tmp_path)
     for run in range(2):
         out = tmp_path / f"run{run}" / "core.json"
         out.parent.mkdir()
-        res = run_cli("select", "--data", str(data), "--layers", "0-5", "--budget", "0.25", "--out", str(out), cache=cache)
+        res = run_cli(
+            "select", "--data", str(data), "--layers", "0-5", "--budget", "0.25", "--out", str(out), cache=cache
+        )
         assert res.returncode == 0, res.stderr
         outputs.append((out.read_bytes(), (out.parent / "core.json.manifest.json").read_bytes()))
     assert outputs[0] == outputs[1]

@@ -1,0 +1,353 @@
+"""The Streamlit app, page by page, with ``streamlit.testing.v1.AppTest`` on the bundled demo.
+
+Fingerprints and embeddings of the demo are computed once per session (the shared
+isolated cache), so the pages find them cached, as a returning user would. The app's
+pure helpers (``mads_core.session``) are checked at the end without Streamlit.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from mads_core import metrics, session
+from mads_core.bitops import pack_bits
+from mads_core.cli import build_parser, fingerprint_config_from_args, select_config_from_args
+from mads_core.config import FingerprintConfig, ModelSpec, SelectConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+TIMEOUT = 420  # first Compare run in a fresh process compiles UMAP (~30 s on 2 busy cores)
+
+
+# ---------------------------------------------------------------- fixtures and helpers
+
+
+@pytest.fixture(scope="module")
+def demo():
+    """The default demo with its fingerprints and embeddings in the session cache."""
+    import torch
+
+    from mads_core.demo import load_demo
+    from mads_core.embed import dataset_embeddings
+    from mads_core.fingerprint import fingerprint_dataset
+
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    ds = load_demo()
+    fp = fingerprint_dataset(ds, ModelSpec(), FingerprintConfig())
+    emb = np.asarray(dataset_embeddings(ds))
+    return ds, fp, emb
+
+
+def start(**state) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    for key, value in state.items():
+        at.session_state[key] = value
+    return at.run()
+
+
+def clean(at: AppTest) -> AppTest:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    return at
+
+
+def page(at: AppTest, name: str) -> AppTest:
+    return at.switch_page(f"pages/{name}.py").run()
+
+
+def charts(at: AppTest) -> list[dict]:
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
+def decoded(value) -> np.ndarray:
+    """Plotly JSON arrays may be typed arrays ({dtype, bdata}); return plain numpy."""
+    if isinstance(value, dict) and "bdata" in value:
+        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+    return np.asarray(value)
+
+
+def trace(spec: dict, name_start: str) -> dict:
+    found = [t for t in spec["data"] if str(t.get("name", "")).startswith(name_start)]
+    assert found, [t.get("name") for t in spec["data"]]
+    return found[0]
+
+
+def texts(elements) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+def write_jsonl(path: Path, records: list) -> Path:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+SMALL = [("Name three primary colors.", "Red, yellow and blue."), ("What is 7 times 8?", "56."),
+         ("Translate 'cat' to French.", "Chat."), ("Write a haiku about rain.", "Soft rain taps the roof"),
+         ("Who wrote Hamlet?", "William Shakespeare."), ("Give a synonym for fast.", "Quick."),
+         ("What is the capital of Peru?", "Lima."), ("Define photosynthesis.", "Plants turning light into food."),
+         ("Convert 3 km to meters.", "3000 meters."), ("Suggest a name for a dog.", "Biscuit."),
+         ("Why is the sea salty?", "Rivers carry dissolved minerals into it."), ("Spell 'necessary'.", "N-E-C-E-S-S-A-R-Y.")]
+
+
+# ---------------------------------------------------------------- page 1: data & model
+
+
+def test_data_page_opens_on_the_demo_with_a_cache_hit_and_the_firing_picture(demo):
+    ds, fp, _ = demo
+    at = clean(start())
+    assert at.title[0].value == "Data & model"
+    values = {m.label: m.value for m in at.metric}
+    assert values["Samples"] == f"{len(ds):,}" and values["Samples N"] == f"{fp.n_samples:,}"
+    assert values["Neurons D"] == f"{fp.n_neurons:,}"
+    assert "Cache hit" in texts(at.success) and "no model time" in texts(at.success)
+    hist, layers = charts(at)
+    share = 100.0 * fp.fired_per_sample() / fp.n_neurons
+    np.testing.assert_allclose(np.sort(decoded(hist["data"][0]["x"])), np.sort(share))
+    np.testing.assert_allclose(decoded(layers["data"][0]["y"]), 100.0 * fp.layer_firing_rates())
+    assert isinstance(at.session_state["settings"], session.AppSettings)
+    assert at.session_state["settings"].fingerprint == FingerprintConfig()
+
+
+def test_invalid_settings_are_named_and_the_app_recovers(demo):
+    at = start()
+    at.text_input(key="sb_levels").set_value("1.0").run()  # levels must exceed tau = 2
+    assert not at.exception
+    assert "levels" in texts(at.sidebar.error)
+    assert "Settings problem" in texts(at.error)
+    at.sidebar.button[0].click().run()  # "Reset settings to defaults"
+    clean(at)
+    assert at.text_input(key="sb_levels").value == "3.0,4.0"
+
+
+def test_a_file_with_a_bad_record_is_loaded_and_the_bad_record_reported(tmp_path, demo):
+    good = [{"instruction": q, "input": "", "output": a} for q, a in SMALL[:3]]
+    path = write_jsonl(tmp_path / "pairs.jsonl", [good[0], {"instruction": "no answer here"}, good[1], good[2]])
+    at = clean(start(sb_source="Local path", sb_path=str(path)))
+    values = {m.label: m.value for m in at.metric}
+    assert values["Samples"] == "3" and values["Skipped (malformed)"] == "1"
+    report = texts(at.warning)
+    assert "pairs.jsonl, line 2, field 'output'" in report and "missing required field" in report
+    assert "Alpaca records" in texts(at.info)
+    assert "Not computed yet" in texts(at.info)  # nothing is run until asked
+    assert [b.label for b in at.main.button] == ["Compute fingerprints"]
+
+
+def test_a_missing_file_and_an_unknown_model_give_clear_errors(tmp_path, monkeypatch):
+    at = start(sb_source="Local path", sb_path=str(tmp_path / "nope.jsonl"))
+    assert not at.exception
+    assert "file does not exist" in texts(at.error) and "nope.jsonl" in texts(at.error)
+    at = start(sb_model_source="Local model folder", sb_model_path=str(tmp_path / "no-model"))
+    assert not at.exception and "model folder not found" in texts(at.sidebar.error)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    at = start(sb_model_source="Hugging Face hub id", sb_hub_id="nobody/no-such-model-xyz")
+    assert not at.exception
+    assert "no-such-model-xyz" in texts(at.error) and "Model problem" in texts(at.error)
+
+
+# ---------------------------------------------------------------- page 2: compare
+
+
+def test_compare_draws_mads_and_baselines_and_the_budget_is_a_prefix(demo):
+    ds, fp, emb = demo
+    at = clean(page(start(), "2_Compare"))
+    specs = charts(at)
+    assert len(specs) == 6  # 2 maps, coverage, gain per pick, metrics bars, category bars
+    k = at.session_state["budget_k"]
+    assert k == session.default_budget(len(ds))
+    mads = session.run_method("mads", ds, fp, len(ds))
+    fp_map, text_map = specs[0], specs[1]
+    for spec in (fp_map, text_map):
+        assert all(t["type"] == "scattergl" for t in spec["data"])
+        assert decoded(trace(spec, "MADS")["customdata"]).tolist() == mads.ranking[:k].tolist()
+    assert "SVD(" in fp_map["layout"]["title"]["text"] and "cosine" in text_map["layout"]["title"]["text"]
+    table = at.dataframe[0].value
+    assert list(table["method"]) == ["MADS", "random", "k-center TF-IDF", "k-center embeddings"]
+    expected = metrics.neuron_coverage(fp.bits, fp.n_neurons, mads.ranking[:k])["coverage"]
+    assert table.loc[0, "neuron coverage"] == pytest.approx(expected)
+    coverage = specs[2]
+    assert {t["name"] for t in coverage["data"]} >= {"MADS", "random", "plain coverage saturates"}
+    assert any(s.get("x0") == k for s in coverage["layout"]["shapes"])
+
+    at.slider(key="compare_budget_pct").set_value(20.0).run()
+    clean(at)
+    k2 = at.session_state["budget_k"]
+    assert k2 == round(0.2 * len(ds))
+    assert at.number_input(key="compare_budget_count").value == k2
+    assert decoded(trace(charts(at)[0], "MADS")["customdata"]).tolist() == mads.ranking[:k2].tolist()
+    random_ids = decoded(trace(charts(at)[0], "random")["customdata"])
+    assert random_ids.tolist() == session.run_method("random", ds, fp, len(ds)).ranking[:k2].tolist()
+
+
+def test_compare_with_every_method_and_tuned_mads(demo):
+    ds, fp, emb = demo
+    at = page(start(budget_k=50), "2_Compare")
+    at.multiselect(key="w_methods").set_value(list(session.METHODS)).run()
+    clean(at)
+    assert len(at.dataframe[0].value) == len(session.METHODS)
+    at.number_input(key="w_min_support").set_value(3).run()
+    clean(at)
+    assert at.session_state["select_config"] == SelectConfig(min_support=3)
+    tuned = session.run_method("mads", ds, fp, 50, select_config=SelectConfig(min_support=3))
+    gains = decoded(charts(at)[3]["data"][0]["y"])
+    np.testing.assert_allclose(gains[:50], tuned.gains[:50])
+
+
+def test_a_budget_out_of_range_is_named_and_clamped(demo):
+    ds, _, _ = demo
+    at = page(start(budget_k=10**6), "2_Compare")
+    assert not at.exception
+    assert "out of range" in texts(at.warning)
+    assert at.session_state["budget_k"] == session.max_budget(len(ds))
+    at.number_input(key="compare_budget_count").set_value(30).run()
+    clean(at)
+    assert at.slider(key="compare_budget_pct").value == pytest.approx(round(100 * 30 / len(ds), 1))
+
+
+# ---------------------------------------------------------------- page 3: inspect
+
+
+def test_inspect_explains_a_pick_a_non_pick_and_linked_selections(demo):
+    ds, fp, _ = demo
+    k = 40
+    mads = session.run_method("mads", ds, fp, len(ds))
+    row = int(mads.ranking[3])
+    at = clean(page(start(budget_k=k, inspect_row=row), "3_Inspect"))
+    table = at.dataframe[0].value
+    assert table["row"].tolist() == mads.ranking[:k].tolist() and table["rank"].tolist() == list(range(1, k + 1))
+    assert "pick **4** of 40" in texts(at.success)
+    bars = [s for s in charts(at) if "newly covered" in s["layout"]["title"]["text"]][0]
+    assert f"total {int(mads.gains[3]):,}" in bars["layout"]["title"]["text"]  # round 0: gain = new neurons
+
+    outside = int(mads.ranking[k + 5])
+    at.session_state["inspect_row"] = outside
+    at.session_state["linked_rows"] = [int(mads.ranking[0]), outside, 7]
+    at.run()
+    clean(at)
+    assert "Not chosen by MADS" in texts(at.warning)
+    added = session.would_add(fp.bits, fp.n_neurons, mads.ranking[:k], outside)
+    would = [s for s in charts(at) if "would add" in s["layout"]["title"]["text"]][0]
+    assert f"total {len(added):,}" in would["layout"]["title"]["text"]
+    assert "Linked selection: 3 samples" in texts(at.info)
+    maps = [s for s in charts(at) if "Activation" in s["layout"]["title"]["text"] or "Text" in
+            s["layout"]["title"]["text"]]
+    for spec in maps:  # linked views: the same rows are ringed in both projections
+        assert sorted(decoded(trace(spec, "linked")["customdata"]).tolist()) == sorted([int(mads.ranking[0]),
+                                                                                     outside, 7])
+    tabs = [t.label for t in at.tabs]
+    assert tabs[0].startswith("Only MADS") and tabs[1].startswith("Both")
+    ov = metrics.overlap(mads.ranking[:k], session.run_method("random", ds, fp, len(ds)).ranking[:k])
+    assert tabs[1] == f"Both ({ov['n_both']:,})"
+
+
+# ---------------------------------------------------------------- page 4: export
+
+
+def test_export_matches_the_cli_command_byte_for_byte(demo, tmp_path, isolated_cache):
+    ds, fp, _ = demo
+    at = page(start(budget_k=25, select_config=SelectConfig(min_support=2)), "4_Export")
+    clean(at)
+    command = at.code[0].value
+    argv = shlex.split(command)
+    assert argv[:4] == ["python", "-m", "mads_core", "select"]
+    assert argv[argv.index("--budget") + 1] == "25" and argv[argv.index("--min-support") + 1] == "2"
+    name = argv[argv.index("--out") + 1]
+    assert [b.label for b in at.get("download_button")][0].startswith(f"Download {name}")
+    shown = re.findall(r"`([0-9a-f]{64})`", texts(at.markdown))
+    env = {**os.environ, "MADS_CACHE_DIR": str(isolated_cache)}
+    done = subprocess.run([sys.executable, *argv[1:]], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    data = (tmp_path / name).read_bytes()
+    manifest = (tmp_path / (name + ".manifest.json")).read_bytes()
+    assert shown == [hashlib.sha256(data).hexdigest(), hashlib.sha256(manifest).hexdigest()]
+    assert len(data.splitlines()) == 25
+
+
+# ---------------------------------------------------------------- small data end to end
+
+
+def test_small_dataset_stopped_run_resumes_and_compare_falls_back_for_tiny_maps(tmp_path):
+    path = write_jsonl(tmp_path / "tiny.jsonl", [{"instruction": q, "input": "", "output": a} for q, a in SMALL])
+    at = page(start(sb_source="Local path", sb_path=str(path), fingerprint_stopped=True), "2_Compare")
+    assert not at.exception
+    assert "stopped" in texts(at.warning)
+    assert not at.get("plotly_chart")  # a stopped run does not restart by itself
+    [b for b in at.main.button if b.label == "Resume fingerprinting"][0].click().run()
+    clean(at)
+    specs = charts(at)
+    assert len(specs) == 6
+    assert "too few for UMAP" in specs[0]["layout"]["title"]["text"]
+    assert at.session_state["budget_k"] == 1  # 10% of 12 samples
+
+
+# ---------------------------------------------------------------- pure helpers (no Streamlit)
+
+
+@pytest.mark.parametrize("config,spec", [
+    (FingerprintConfig(), ModelSpec()),
+    (FingerprintConfig(layers=(0, 1, 2, 3, 7, 9, 10), threshold=2.5, levels=(3.25,), max_tokens=128), ModelSpec()),
+    (FingerprintConfig(rule="topk", top_k=8, levels=(), pooling="mean", template="plain"), ModelSpec("/m/x")),
+    (FingerprintConfig(threshold=1.0, levels=(), count_template_tokens=True), ModelSpec()),
+])
+def test_fingerprint_flags_rebuild_the_same_settings_on_the_cli(config, spec):
+    flags = session.fingerprint_flags(config, spec)
+    args = build_parser().parse_args(["select", "--out", "x.jsonl", *flags])
+    assert fingerprint_config_from_args(args).cache_hash() == config.cache_hash()
+    assert args.model == spec.name
+    assert (flags == []) == (config == FingerprintConfig() and spec == ModelSpec())
+
+
+def test_select_flags_rebuild_the_same_mads_config_on_the_cli():
+    config = SelectConfig(continuation="mcover", m=3, weighting="idf", max_neuron_share=0.15000000000000002,
+                          min_support=2)
+    flags = session.select_flags("mads", config, {})
+    args = build_parser().parse_args(["select", "--out", "x.jsonl", *flags])
+    assert select_config_from_args(args) == config
+    assert session.select_flags("mads", SelectConfig(), {}) == []
+    assert session.select_flags("random", None, {"seed": 4}) == ["--seed", "4"]
+
+
+def test_layers_text_round_trip_and_budget_bounds():
+    for layers in [None, (0,), (0, 1), (0, 1, 2, 5, 7, 8, 9, 29)]:
+        assert session.parse_layers(session.format_layers(layers)) == layers
+    assert session.max_budget(745) == 745 and session.max_budget(52_000) == 15_600
+    assert session.default_budget(745) == 75 and session.default_budget(5) == 1
+    assert session.clamp_budget(0, 100) == 1 and session.clamp_budget(10**9, 100) == 100
+
+
+def test_union_coverage_newly_covered_would_add_and_nearest_on_hand_made_bits():
+    fired = np.zeros((4, 130), dtype=bool)
+    fired[0, [0, 1, 64]] = True
+    fired[1, [1, 2]] = True
+    fired[2, [0, 1, 64, 129]] = True
+    fired[3, [100]] = True
+    bits = pack_bits(fired)
+    ranking = np.array([2, 1, 3, 0])
+    np.testing.assert_array_equal(session.union_coverage(bits, ranking, 130, chunk=2), [4, 5, 6, 6])
+    from mads_core.select import Selection
+
+    sel = Selection("random", 4, ranking, np.full(4, np.nan), np.full(4, np.nan), np.zeros(4, np.int32))
+    assert session.newly_covered(sel, bits, 130, 1).tolist() == [2]
+    assert session.would_add(bits, 130, np.array([1, 3]), 2).tolist() == [0, 64, 129]
+    rows, sims = session.nearest(bits, 0, np.array([1, 2, 3]))
+    assert rows.tolist() == [2, 1, 3] and sims.tolist() == pytest.approx([0.75, 0.25, 0.0])
+    assert session.layer_counts(np.array([0, 64, 129, 130 + 1]), 130, (0, 65, 130)).tolist() == [3, 1]
+
+
+def test_uploads_are_kept_by_content(tmp_path):
+    a = session.save_upload("my data.jsonl", b'{"text": "x"}\n', tmp_path)
+    b = session.save_upload("my data.jsonl", b'{"text": "x"}\n', tmp_path)
+    c = session.save_upload("../evil.jsonl", b'{"text": "y"}\n', tmp_path)
+    assert a == b and a.name == "my_data.jsonl" and a.read_bytes() == b'{"text": "x"}\n'
+    assert c.parent != a.parent and c.name == "evil.jsonl" and tmp_path in c.parents

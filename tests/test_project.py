@@ -1,0 +1,122 @@
+"""2-D projections: the blockwise SVD is a real SVD, maps keep structure, results are cached and deterministic."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mads_core.bitops import pack_bits
+from mads_core.project import (
+    MIN_UMAP_SAMPLES,
+    array_hash,
+    project_embeddings,
+    project_fingerprints,
+    svd_bits,
+)
+
+D = 300
+
+
+def two_groups(n_per: int = 40, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Fingerprints of two kinds of samples firing disjoint neuron blocks (+ noise); packed bits and labels."""
+    rng = np.random.default_rng(seed)
+    fired = np.zeros((2 * n_per, D), dtype=bool)
+    fired[:n_per, :100] = rng.random((n_per, 100)) < 0.5
+    fired[n_per:, 150:250] = rng.random((n_per, 100)) < 0.5
+    fired |= rng.random(fired.shape) < 0.02
+    return pack_bits(fired), np.repeat([0, 1], n_per)
+
+
+def test_svd_bits_matches_a_dense_svd_of_the_unpacked_bits():
+    rng = np.random.default_rng(1)
+    basis = rng.random((4, D)) < 0.3                         # rank-4 structure
+    fired = basis[rng.integers(0, 4, size=120)] | (rng.random((120, D)) < 0.01)
+    scores = svd_bits(pack_bits(fired), D, 4, block_rows=16)
+    expected = np.linalg.svd(fired.astype(float), compute_uv=False)[:4]
+    np.testing.assert_allclose(np.linalg.norm(scores, axis=0), expected, rtol=1e-3)
+    # the scores span the same space as the exact top-4 left singular vectors (times S)
+    u, s, _ = np.linalg.svd(fired.astype(float), full_matrices=False)
+    exact = u[:, :4] * s[:4]
+    proj = exact @ np.linalg.lstsq(exact, scores, rcond=None)[0]
+    np.testing.assert_allclose(proj, scores, atol=1e-2 * np.abs(scores).max())
+
+
+def test_svd_bits_does_not_depend_on_the_block_size():
+    bits, _ = two_groups()
+    a = svd_bits(bits, D, 5, block_rows=7)
+    b = svd_bits(bits, D, 5, block_rows=1000)
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_project_fingerprints_keeps_two_kinds_of_samples_apart(tmp_path):
+    bits, labels = two_groups()
+    proj = project_fingerprints(bits, D, cache=tmp_path)
+    assert proj.coords.shape == (len(labels), 2) and proj.coords.dtype == np.float32
+    assert proj.method.startswith("SVD(") and "UMAP(n_neighbors=15, euclidean)" in proj.method
+    c0, c1 = proj.coords[labels == 0], proj.coords[labels == 1]
+    between = np.linalg.norm(c0.mean(axis=0) - c1.mean(axis=0))
+    within = max(np.linalg.norm(c0 - c0.mean(axis=0), axis=1).mean(), np.linalg.norm(c1 - c1.mean(axis=0),
+                                                                                     axis=1).mean())
+    assert between > 2 * within
+
+
+def test_project_fingerprints_is_cached_on_disk_and_deterministic(tmp_path):
+    bits, _ = two_groups(n_per=20, seed=3)
+    assert project_fingerprints(bits, D, cache=tmp_path, compute=False) is None  # nothing cached yet
+    first = project_fingerprints(bits, D, cache=tmp_path)
+    assert not first.cache_hit
+    again = project_fingerprints(bits, D, cache=tmp_path, compute=False)
+    assert again is not None and again.cache_hit and again.method == first.method
+    np.testing.assert_array_equal(again.coords, first.coords)
+    fresh = project_fingerprints(bits, D, cache=tmp_path, use_cache=False)
+    np.testing.assert_array_equal(fresh.coords, first.coords)  # fixed random_state
+    other = project_fingerprints(bits, D, cache=tmp_path, n_neighbors=5, compute=False)
+    assert other is None  # settings are part of the key
+    keyed = project_fingerprints(bits, D, cache=tmp_path, input_key="fp-key-1")
+    assert keyed.key != first.key
+
+
+def test_small_sets_fall_back_to_svd_and_say_so(tmp_path):
+    bits, _ = two_groups(n_per=5)
+    assert len(bits) < MIN_UMAP_SAMPLES
+    proj = project_fingerprints(bits, D, cache=tmp_path)
+    assert proj.coords.shape == (10, 2)
+    assert "too few for UMAP" in proj.method
+    one = project_fingerprints(bits[:1], D, cache=tmp_path)
+    assert one.coords.shape == (1, 2) and np.isfinite(one.coords).all()
+
+
+def test_raw_jaccard_umap_without_svd_and_its_size_limit(tmp_path):
+    bits, labels = two_groups(n_per=20, seed=5)
+    proj = project_fingerprints(bits, D, svd_dims=0, cache=tmp_path)
+    assert "Jaccard" in proj.method and "no SVD" in proj.method
+    with pytest.raises(ValueError, match="SVD pre-reduction"):
+        project_fingerprints(np.zeros((50_000, 40), dtype=np.uint64), 2560, svd_dims=0, use_cache=False)
+    with pytest.raises(ValueError, match="uint64 words"):
+        project_fingerprints(bits, D + 64, use_cache=False)
+
+
+def test_project_embeddings_cosine_umap_and_cache(tmp_path):
+    rng = np.random.default_rng(2)
+    centers = rng.standard_normal((2, 16))
+    emb = np.concatenate([centers[0] + 0.05 * rng.standard_normal((30, 16)),
+                          centers[1] + 0.05 * rng.standard_normal((30, 16))]).astype(np.float32)
+    proj = project_embeddings(emb, cache=tmp_path)
+    assert "cosine" in proj.method and proj.coords.shape == (60, 2)
+    a, b = proj.coords[:30].mean(axis=0), proj.coords[30:].mean(axis=0)
+    assert np.linalg.norm(a - b) > 2 * np.linalg.norm(proj.coords[:30] - a, axis=1).mean()
+    assert project_embeddings(emb, cache=tmp_path).cache_hit
+    small = project_embeddings(emb[:4], cache=tmp_path)
+    assert "too few for UMAP" in small.method
+    with pytest.raises(ValueError, match="non-empty"):
+        project_embeddings(np.zeros((0, 4)))
+
+
+def test_array_hash_tracks_content_shape_and_dtype():
+    a = np.arange(12, dtype=np.uint64).reshape(3, 4)
+    assert array_hash(a) == array_hash(a.copy())
+    assert array_hash(a) != array_hash(a.reshape(4, 3))
+    b = a.copy()
+    b[2, 3] += 1
+    assert array_hash(a) != array_hash(b)
+    assert array_hash(a, block_rows=1) == array_hash(a)

@@ -111,7 +111,8 @@ def _fingerprint_config() -> FingerprintConfig:
                      "token.")
         rule = st.session_state["sb_rule"]
         st.number_input("Threshold τ", key="sb_threshold", step=0.25, format="%.2f", disabled=rule != "threshold",
-                        help="SiLU outputs are rarely exactly 0; τ = 2 fires a few % of neurons per sample.")
+                        help=f"SiLU outputs are rarely exactly 0, so τ defines 'fires'. Default "
+                        f"{DEFAULTS.threshold:g}: a few % of neurons per sample (README, 'Choosing τ').")
         st.text_input("Levels (finer states)", key="sb_levels", disabled=rule != "threshold",
                       help="Extra thresholds above τ stored as bit planes, comma-separated, or 'none'.")
         st.number_input("Top-k per token", key="sb_top_k", min_value=1, step=1, disabled=rule != "topk")

@@ -97,24 +97,31 @@ def _fill(out, probs, block_act, block_rows, seed):
                 out[r0 + i, w] |= bit
 
 
-def synthetic_bits(n: int, d: int, seed: int = 0, cache: bool = True) -> np.ndarray:
+def synthetic_bits(n: int, d: int, seed: int = 0, cache: bool = True, uniform: float | None = None):
     """(n, ceil(d/64)) packed fingerprints with skewed, heterogeneous firing.
 
     Neuron d fires with a base probability from a lognormal (median 0.3%, sigma 2,
     capped at 95%): a few hundred neurons fire on most samples, ~75% on under 1%, mean
     ~2% per sample. Samples differ in "length": each block of 512 rows gets an activity
     a (lognormal, sigma 0.6, mean 1) and fires neuron d with 1 - (1 - p_d) ** a (max
-    pooling over a-times as many tokens). Cached as .npy under bench/out/.
+    pooling over a-times as many tokens). ``uniform=p`` instead fires every neuron of
+    every sample with probability p (the lazy greedy's worst case: all gains near-tied).
+    Cached as .npy under bench/out/.
     """
-    path = OUT / f"synth_select_v{GEN_VERSION}_{n}x{d}_s{seed}.npy"
+    kind = "skewed" if uniform is None else f"uniform{uniform:g}"
+    path = OUT / f"synth_select_v{GEN_VERSION}_{kind}_{n}x{d}_s{seed}.npy"
     if cache and path.exists():
         return np.load(path)
     rng = np.random.default_rng(seed)
-    probs = np.minimum(rng.lognormal(math.log(0.003), 2.0, d), 0.95)
     block_rows = 512
     n_blocks = -(-n // block_rows)
-    act = np.exp(rng.normal(0.0, 0.6, n_blocks))
-    act /= act.mean()
+    if uniform is None:
+        probs = np.minimum(rng.lognormal(math.log(0.003), 2.0, d), 0.95)
+        act = np.exp(rng.normal(0.0, 0.6, n_blocks))
+        act /= act.mean()
+    else:
+        probs = np.full(d, float(uniform))
+        act = np.ones(n_blocks)
     out = np.zeros((n, -(-d // 64)), dtype=np.uint64)
     _fill(out, probs, act, block_rows, seed)
     if cache:
@@ -258,11 +265,21 @@ def run_peers(n: int, d: int, k: int, seed: int) -> dict:
     return res
 
 
+def worst_case(n: int, d: int, budget: float, seed: int) -> dict:
+    """Default settings on uniform 5% firing (every gain near-tied: lazy evaluation helps least)."""
+    bits = synthetic_bits(n, d, seed=seed, uniform=0.05)
+    t, mem, sel = time_select(bits, d, budget, SelectConfig(), repeats=1)
+    print(f"  worst case, uniform 5% firing: default {t:.2f} s, peak extra {mem / MIB:.0f} MiB, "
+          f"{int(sel.rounds[-1]) + 1} rounds", flush=True)
+    return {"uniform5_default_s": t, "uniform5_peak_extra_mib": mem / MIB, "rounds": int(sel.rounds[-1]) + 1}
+
+
 def paper_scale(n: int, d: int, budget: float, seed: int, extra: bool) -> dict:
     t0 = time.perf_counter()
     bits = synthetic_bits(n, d, seed=seed)
+    density = float(bitops.popcount_words(bits.ravel()) / (n * d))
     out: dict = {"n": n, "d": d, "budget": budget, "load_s": time.perf_counter() - t0,
-                 "packed_mib": bits.nbytes / MIB, "density": float(bitops.popcount_words(bits.ravel()) / (n * d))}
+                 "packed_mib": bits.nbytes / MIB, "density": density}
     default = SelectConfig()
     others = [SelectConfig(continuation="none"), SelectConfig(continuation="mcover", m=2),
               SelectConfig(weighting="idf"), SelectConfig(min_support=2)] if extra else []
@@ -288,19 +305,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="small smoke run")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-peers", action="store_true")
+    ap.add_argument("--worst-case", action="store_true", help="also time uniform 5%% firing at paper scale")
     args = ap.parse_args(argv)
     if args.quick:
         n, d, pn, pd, pk = 8000, 28 * 1024, 1000, 32768, 200
     else:
-        n, d, pn, pd, pk = 52_000, 28 * 8192, 4000, 65_536, 800
+        n, d, pn, pd, pk = 52_000, 28 * 8192, 3000, 65_536, 600
     print(f"numba {numba.__version__}, {numba.get_num_threads()} threads, pext={bitops.HAS_PEXT}", flush=True)
     paper = paper_scale(n, d, 0.15, args.seed, extra=not args.quick)
+    if args.worst_case:
+        paper["worst_case"] = worst_case(n, d, 0.15, args.seed)
     peers = {}
     if not args.skip_peers:
         print(f"peers N={pn} D={pd} K={pk} (plain greedy):", flush=True)
         peers = run_peers(pn, pd, pk, args.seed)
-        print("  " + ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in peers.items()),
-              flush=True)
+        shown = (f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in peers.items())
+        print("  " + ", ".join(shown), flush=True)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / ("select_quick.json" if args.quick else "select.json")).write_text(
         json.dumps({"paper": paper, "peers": peers}, indent=1, default=str))

@@ -12,7 +12,11 @@ The greedy works on a *representation* of the ground set:
 - ``colmap`` ``(P, Wm*64)`` int64: element id of every bit position (``-1`` = none); an
   element is neuron ``d`` of plane ``p`` with id ``p * n_neurons + d``;
 - ``wts``    ``(P, Wm*64)`` int64 element weights (weighted mode only);
+- ``wsl``    ``(K, P, Wm)`` uint64 bit slices of the weights: bit k of every weight;
 - ``cnt``    ``(P, Wm*64)`` int32 how many picks have counted each element (m-cover only).
+
+Weighted gains are exact integer sums either way: ``sum_k 2**k * popcount(x & wsl[k])``
+or, for rows with few counting bits, the weights of their set bits added one by one.
 
 :func:`compact` rebuilds the representation with only the still-counting elements, so
 gain evaluations get cheaper as coverage fills up.
@@ -29,10 +33,13 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 # Status codes returned by greedy_run.
-DONE, COMPACT, SATURATED = 0, 1, 2
+DONE, COMPACT, SATURATED, BATCH = 0, 1, 2, 3
 # Scalar slots of the int64 ``sc`` state vector shared with the Python driver.
-SC_K, SC_VERSION, SC_SIZE, SC_NIDS, SC_LEFT, SC_ROUND, SC_EVALS = range(7)
-N_SC = 7
+SC_K, SC_VERSION, SC_SIZE, SC_NIDS, SC_LEFT, SC_ROUND, SC_EVALS, SC_NCAND, SC_PICK_EVALS = range(9)
+N_SC = 9
+# A pick that needed BATCH_MIN sequential evaluations hands out batches of BATCH_SIZE.
+BATCH_MIN = 256
+BATCH_SIZE = 2048
 # Compact when the still-counting elements fit in 1/COMPACT_SHRINK of the current words
 # (measured: 4 beat 2 and 3 on skewed paper-scale data; see bench/README.md).
 COMPACT_SHRINK = 4
@@ -341,8 +348,8 @@ def _take(mat, i, cov, colmap, wts, weighted, cnt, m, ids, n_ids):
 
 @numba.njit(cache=True, nogil=True)
 def greedy_run(mat, cov, colmap, wts, wsl, cnt, weighted, m, ucnt, heap, ub, stamp, sc,
-               ranking, gains, rounds, ptr, ids, budget, compact_ok, shrink):
-    """Lazy greedy over the current representation until done, saturated or worth compacting.
+               ranking, gains, rounds, ptr, ids, budget, compact_ok, shrink, cand, vals, batch_min):
+    """Lazy greedy over the current representation until done, saturated, or a hand-off.
 
     Exact: the pick is the row with the highest gain, ties to the lowest row index, the
     same as a naive greedy recomputing every gain. ``ub`` holds each row's last computed
@@ -350,11 +357,15 @@ def greedy_run(mat, cov, colmap, wts, wsl, cnt, weighted, m, ucnt, heap, ub, sta
     it exact. A stale top is re-evaluated and sifted down; an exact top is picked: every
     other row's (bound, index) key is no better, so neither is its true gain.
 
-    Sequential on purpose: parallel re-evaluation batches measured slower on 2 shared
-    cores (thread hand-offs per pick), and the lazy loop reads little memory per pick.
+    Most picks need a handful of evaluations, done here one by one. A pick that has
+    already needed ``batch_min`` of them (early picks, round starts) hands the next
+    ``len(cand)`` stale rows from the top of the heap to the caller (status BATCH) to be
+    evaluated on several threads; their exact gains come back in ``vals`` and are pushed
+    back on entry. Extra exact evaluations never change the picks.
 
-    Returns (status, ids): DONE (``budget`` picks made), SATURATED (no remaining row has
-    a positive gain), COMPACT (the counting elements fit in 1/``shrink`` of the current words).
+    Returns (status, ids): DONE (``budget`` picks made), SATURATED (no remaining row has a
+    positive gain), COMPACT (the counting elements fit in 1/``shrink`` of the current
+    words), BATCH (``sc[SC_NCAND]`` rows in ``cand`` to evaluate into ``vals``).
     """
     n_planes, _, n_words = mat.shape
     k = sc[SC_K]
@@ -362,6 +373,15 @@ def greedy_run(mat, cov, colmap, wts, wsl, cnt, weighted, m, ucnt, heap, ub, sta
     size = sc[SC_SIZE]
     n_ids = sc[SC_NIDS]
     evals = 0
+    for t in range(sc[SC_NCAND]):
+        row = cand[t]
+        ub[row] = vals[t]
+        stamp[row] = version
+        heap[size] = row
+        size += 1
+        _sift_up(heap, size - 1, ub)
+    sc[SC_NCAND] = 0
+    pick_evals = sc[SC_PICK_EVALS]
     status = DONE
     while k < budget:
         top = heap[0]
@@ -369,9 +389,23 @@ def greedy_run(mat, cov, colmap, wts, wsl, cnt, weighted, m, ucnt, heap, ub, sta
             status = SATURATED
             break
         if stamp[top] != version:
+            if pick_evals >= batch_min:
+                n_cand = 0
+                while n_cand < cand.shape[0] and size > 0 and stamp[heap[0]] != version and ub[heap[0]] > 0:
+                    cand[n_cand] = heap[0]
+                    n_cand += 1
+                    size -= 1
+                    heap[0] = heap[size]
+                    _sift_down(heap, size, 0, ub)
+                sc[SC_NCAND] = n_cand
+                pick_evals += n_cand
+                evals += n_cand
+                status = BATCH
+                break
             ub[top] = _row_gain(mat, top, cov, wts, wsl, ucnt, weighted)
             stamp[top] = version
             evals += 1
+            pick_evals += 1
             _sift_down(heap, size, 0, ub)
             continue
         size -= 1
@@ -385,6 +419,7 @@ def greedy_run(mat, cov, colmap, wts, wsl, cnt, weighted, m, ucnt, heap, ub, sta
         sc[SC_LEFT] -= closed
         version += 1
         k += 1
+        pick_evals = 0
         left = sc[SC_LEFT]
         if compact_ok and closed > 0 and left > 0 and ((left + 63) // 64) * shrink <= n_planes * n_words:
             status = COMPACT
@@ -394,7 +429,15 @@ def greedy_run(mat, cov, colmap, wts, wsl, cnt, weighted, m, ucnt, heap, ub, sta
     sc[SC_SIZE] = size
     sc[SC_NIDS] = n_ids
     sc[SC_EVALS] += evals
+    sc[SC_PICK_EVALS] = pick_evals
     return status, ids
+
+
+@numba.njit(cache=True, nogil=True)
+def eval_rows(mat, cov, wts, wsl, ucnt, weighted, cand, vals, lo, hi):
+    """Exact gains of rows ``cand[lo:hi]`` into ``vals[lo:hi]`` (releases the GIL)."""
+    for t in range(lo, hi):
+        vals[t] = _row_gain(mat, cand[t], cov, wts, wsl, ucnt, weighted)
 
 
 @numba.njit(cache=True, nogil=True)

@@ -12,9 +12,15 @@ exact and implementation-independent.
 
 Speed. The greedy is lazy: each row keeps its last computed gain, an upper bound of its
 current gain by submodularity; only a stale top of the priority queue is re-evaluated
-(popcount over packed uint64 words, numba, a parallel batch when many are stale). When
-the still-counting elements fit in half the current words, the rows are compacted to
-those elements, so later evaluations read less memory (``mads_core.bitops``).
+(popcount over packed uint64 words in numba; weighted gains use bit-sliced weights).
+When the still-counting elements fit in a quarter of the current words, the remaining
+rows are compacted to those elements, so later evaluations read less memory
+(``mads_core.bitops``). Setup passes (initial gains, firing counts, compaction) run in
+parallel; the lazy loop itself is sequential.
+
+Memory. Besides the input (read in place, memmaps included) the greedy holds O(N + D)
+state, the newly-covered lists (one int64 per counted element) and, after the first
+compaction, a compacted copy of at most a quarter of the rows' words.
 
 Saturation. Plain coverage stops gaining after a few hundred picks on real data; see
 ``SelectConfig.continuation`` for what happens then (rounds, m-cover, finer states,
@@ -24,6 +30,7 @@ or index-order filler).
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -235,7 +242,7 @@ def select_mads(
                    weighted)
 
 
-def _greedy(mat, weights, weighted, budget, config, n_neurons):
+def _greedy(mat, weights, weighted, budget, config, n_neurons, batch=True):
     """Drive ``bitops.greedy_run`` through compactions, round resets and the zero-gain tail.
 
     ``weights`` (P, W*64) int64: element weights, 0 = never counts. Returns ranking,
@@ -272,34 +279,54 @@ def _greedy(mat, weights, weighted, budget, config, n_neurons):
     ptr = np.zeros(budget + 1, dtype=np.int64)
     ids = np.empty(max(1024, min(left0, 1 << 22)), dtype=np.int64)
     filler_from = budget
-    while True:
-        status, ids = bitops.greedy_run(*rep, weighted, m, ucnt, heap, ub, stamp, sc, ranking, gains, rounds,
-                                        ptr, ids, budget, True, bitops.COMPACT_SHRINK)
-        done = int(sc[bitops.SC_K])
-        if status == bitops.DONE:
+    threads = bitops.n_threads()
+    cand = np.empty(bitops.BATCH_SIZE, dtype=np.int64)
+    vals = np.empty(bitops.BATCH_SIZE, dtype=np.int64)
+    batch_min = bitops.BATCH_MIN if threads > 1 and batch else budget * n + 1
+    with ThreadPoolExecutor(max_workers=max(1, threads - 1)) as pool:
+        while True:
+            status, ids = bitops.greedy_run(
+                *rep, weighted, m, ucnt, heap, ub, stamp, sc, ranking, gains, rounds, ptr, ids, budget, True,
+                bitops.COMPACT_SHRINK, cand, vals, batch_min)
+            done = int(sc[bitops.SC_K])
+            if status == bitops.DONE:
+                break
+            if status == bitops.BATCH:
+                _eval_parallel(pool, threads, rep, weighted, ucnt, cand, vals, int(sc[bitops.SC_NCAND]))
+                continue
+            if status == bitops.COMPACT:
+                alive = ub > 0
+                alive[ranking[:done]] = False
+                rep = bitops.compact(*rep, weighted, m, alive)
+                continue
+            remaining = heap[: int(sc[bitops.SC_SIZE])]
+            if reset and bool(np.any(g0[remaining] > 0)):
+                rep = fresh()
+                ucnt[:] = ucnt0
+                sc[bitops.SC_VERSION] += 1
+                sc[bitops.SC_ROUND] += 1
+                sc[bitops.SC_LEFT] = left0
+                ub[remaining] = g0[remaining]
+                stamp[remaining] = sc[bitops.SC_VERSION]
+                bitops.heapify(heap, remaining.size, ub)
+                continue
+            filler_from = done
+            ranking[done:] = np.sort(remaining)[: budget - done]
+            rounds[done:] = sc[bitops.SC_ROUND]
+            ptr[done + 1:] = ptr[done]
             break
-        if status == bitops.COMPACT:
-            alive = ub > 0
-            alive[ranking[:done]] = False
-            rep = bitops.compact(*rep, weighted, m, alive)
-            continue
-        remaining = heap[: int(sc[bitops.SC_SIZE])]
-        if reset and bool(np.any(g0[remaining] > 0)):
-            rep = fresh()
-            ucnt[:] = ucnt0
-            sc[bitops.SC_VERSION] += 1
-            sc[bitops.SC_ROUND] += 1
-            sc[bitops.SC_LEFT] = left0
-            ub[remaining] = g0[remaining]
-            stamp[remaining] = sc[bitops.SC_VERSION]
-            bitops.heapify(heap, remaining.size, ub)
-            continue
-        filler_from = done
-        ranking[done:] = np.sort(remaining)[: budget - done]
-        rounds[done:] = sc[bitops.SC_ROUND]
-        ptr[done + 1:] = ptr[done]
-        break
     return ranking, gains, rounds, ptr, ids[: ptr[budget]].copy(), filler_from
+
+
+def _eval_parallel(pool, threads, rep, weighted, ucnt, cand, vals, n_cand) -> None:
+    """Evaluate ``cand[:n_cand]`` on ``threads`` threads (numba kernels release the GIL)."""
+    mat, cov, _, wts, wsl, _ = rep
+    cuts = np.linspace(0, n_cand, threads + 1).astype(int)
+    futures = [pool.submit(bitops.eval_rows, mat, cov, wts, wsl, ucnt, weighted, cand, vals, int(lo), int(hi))
+               for lo, hi in zip(cuts[1:-1], cuts[2:], strict=True)]
+    bitops.eval_rows(mat, cov, wts, wsl, ucnt, weighted, cand, vals, 0, int(cuts[1]))
+    for fut in futures:
+        fut.result()
 
 
 def _result(method, n, n_neurons, config, ranking, gains, rounds, ptr, ids, union, filler_from, weighted):

@@ -49,6 +49,25 @@ def demo():
     return ds, fp, emb
 
 
+@pytest.fixture(autouse=True)
+def navigation_mode(monkeypatch):
+    """Run AppTest as the server runs once ``app.py`` has called ``st.navigation``.
+
+    AppTest re-detects the ``pages/`` folder before every run and would then run a page
+    on its own, without ``app.py`` (navigation + sidebar); a real session does that at
+    most once, on its very first run (see ``pages/_common.page_setup``).
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    original = PagesManager.__init__
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(PagesManager, "__init__", init)
+
+
 def start(**state) -> AppTest:
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
     for key, value in state.items():
@@ -97,7 +116,8 @@ SMALL = [("Name three primary colors.", "Red, yellow and blue."), ("What is 7 ti
          ("Who wrote Hamlet?", "William Shakespeare."), ("Give a synonym for fast.", "Quick."),
          ("What is the capital of Peru?", "Lima."), ("Define photosynthesis.", "Plants turning light into food."),
          ("Convert 3 km to meters.", "3000 meters."), ("Suggest a name for a dog.", "Biscuit."),
-         ("Why is the sea salty?", "Rivers carry dissolved minerals into it."), ("Spell 'necessary'.", "N-E-C-E-S-S-A-R-Y.")]
+         ("Why is the sea salty?", "Rivers carry dissolved minerals into it."),
+         ("Spell 'necessary'.", "N-E-C-E-S-S-A-R-Y.")]
 
 
 # ---------------------------------------------------------------- page 1: data & model
@@ -286,8 +306,10 @@ def test_small_dataset_stopped_run_resumes_and_compare_falls_back_for_tiny_maps(
     [b for b in at.main.button if b.label == "Resume fingerprinting"][0].click().run()
     clean(at)
     specs = charts(at)
-    assert len(specs) == 6
+    assert len(specs) == 5  # no category bars: this file has no categories, and the page says so
+    assert "no categories" in texts(at.caption)
     assert "too few for UMAP" in specs[0]["layout"]["title"]["text"]
+    assert "too few for UMAP" in specs[1]["layout"]["title"]["text"]
     assert at.session_state["budget_k"] == 1  # 10% of 12 samples
 
 

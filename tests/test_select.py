@@ -176,6 +176,19 @@ def test_equals_naive_on_wider_rows(weighting, continuation) -> None:
     assert_same(fast(fired, 120, cfg), naive_greedy(fired, 120, cfg))
 
 
+@pytest.mark.parametrize("batch_size", [1, 3, 64])
+def test_parallel_batches_give_the_same_picks(monkeypatch, batch_size) -> None:
+    """Force the multi-threaded re-evaluation batches from the first stale row on."""
+    monkeypatch.setattr(bitops, "BATCH_MIN", 0)
+    monkeypatch.setattr(bitops, "BATCH_SIZE", batch_size)
+    monkeypatch.setattr(bitops, "n_threads", lambda: 3)
+    rng = np.random.default_rng(8)
+    fired = random_planes(rng, 90, 700, 2, pool=30)
+    for cfg in (SelectConfig(), SelectConfig(continuation="states", weighting="idf"),
+                SelectConfig(continuation="mcover", m=3)):
+        assert_same(fast(fired, 90, cfg), naive_greedy(fired, 90, cfg))
+
+
 def test_many_exact_ties_resolve_to_lowest_index() -> None:
     fired = np.zeros((6, 8), dtype=bool)
     fired[[1, 3, 5], :4] = True  # three identical rows

@@ -35,14 +35,19 @@ from numba.extending import intrinsic
 # Status codes returned by greedy_run.
 DONE, COMPACT, SATURATED, BATCH = 0, 1, 2, 3
 # Scalar slots of the int64 ``sc`` state vector shared with the Python driver.
-SC_K, SC_VERSION, SC_SIZE, SC_NIDS, SC_LEFT, SC_ROUND, SC_EVALS, SC_NCAND, SC_PICK_EVALS = range(9)
-N_SC = 9
+(SC_K, SC_VERSION, SC_SIZE, SC_NIDS, SC_LEFT, SC_ROUND, SC_EVALS, SC_NCAND, SC_PICK_EVALS,
+ SC_RECENT) = range(10)
+N_SC = 10
 # A pick that needed BATCH_MIN sequential evaluations hands out batches of BATCH_SIZE.
 BATCH_MIN = 256
 BATCH_SIZE = 2048
 # Compact when the still-counting elements fit in 1/COMPACT_SHRINK of the current words
-# (measured: 4 beat 2 and 3 on skewed paper-scale data; see bench/README.md).
+# (measured: 4 beat 2 and 3 on skewed paper-scale data; see bench/README.md), or earlier
+# (from 1/COMPACT_MIN_SHRINK) when the evaluations of the next COMPACT_HORIZON picks at the
+# recent rate would read more words than compacting the remaining rows does.
 COMPACT_SHRINK = 4
+COMPACT_MIN_SHRINK = 1.5
+COMPACT_HORIZON = 16
 # A counting bit costs about this many sliced word-popcounts when iterated (measured ~20).
 ITER_COST = 20
 
@@ -419,9 +424,9 @@ def greedy_run(mat, cov, colmap, wts, wsl, cnt, weighted, m, ucnt, heap, ub, sta
         sc[SC_LEFT] -= closed
         version += 1
         k += 1
+        sc[SC_RECENT] = (3 * sc[SC_RECENT] + pick_evals) // 4
         pick_evals = 0
-        left = sc[SC_LEFT]
-        if compact_ok and closed > 0 and left > 0 and ((left + 63) // 64) * shrink <= n_planes * n_words:
+        if compact_ok and closed > 0 and _worth_compacting(sc, size, n_planes * n_words, shrink):
             status = COMPACT
             break
     sc[SC_K] = k
@@ -431,6 +436,21 @@ def greedy_run(mat, cov, colmap, wts, wsl, cnt, weighted, m, ucnt, heap, ub, sta
     sc[SC_EVALS] += evals
     sc[SC_PICK_EVALS] = pick_evals
     return status, ids
+
+
+@numba.njit(cache=True, nogil=True)
+def _worth_compacting(sc, n_rows, cur_words, shrink):
+    """Compaction pays: a ``shrink``-fold smaller width, or enough recent evaluations to repay it."""
+    left = sc[SC_LEFT]
+    if left <= 0:
+        return False
+    new_words = (left + 63) // 64
+    if new_words * shrink <= cur_words:
+        return True
+    if new_words * COMPACT_MIN_SHRINK > cur_words:
+        return False
+    saved = sc[SC_RECENT] * COMPACT_HORIZON * (cur_words - new_words)
+    return saved > n_rows * (cur_words + new_words)
 
 
 @numba.njit(cache=True, nogil=True)

@@ -184,25 +184,52 @@ def compute_fingerprints(args: argparse.Namespace, dataset: Dataset, quiet: bool
 
     stats = RunStats()
     progress, close = tqdm_progress("fingerprinting") if not quiet else (None, lambda: None)
+    common = {
+        "cache": args.cache_dir,
+        "progress": progress,
+        "chunk_size": args.chunk_size,
+        "stats": stats,
+        "batch_tokens": getattr(args, "batch_tokens", 0),
+    }
+    spec, config = model_spec_from_args(args), fingerprint_config_from_args(args)
     try:
-        fp = fingerprint_dataset(
-            dataset,
-            model_spec_from_args(args),
-            fingerprint_config_from_args(args),
-            cache=args.cache_dir,
-            progress=progress,
-            chunk_size=args.chunk_size,
-            stats=stats,
-        )
+        if getattr(args, "engine", "local") == "ray":
+            from .distributed import fingerprint_dataset_ray
+
+            fp = fingerprint_dataset_ray(
+                dataset,
+                spec,
+                config,
+                address=args.ray_address,
+                workers=args.workers,
+                num_gpus_per_worker=args.num_gpus_per_worker,
+                **common,
+            )
+        else:
+            fp = fingerprint_dataset(dataset, spec, config, **common)
     finally:
         close()
     return fp, stats
+
+
+def add_engine_args(parser: argparse.ArgumentParser) -> None:
+    """Where the forward passes run (none of these change results, only speed)."""
+    g = parser.add_argument_group("engine (results are identical; see README 'Scaling out')")
+    g.add_argument("--engine", default="local", choices=["local", "ray"], help="local process or Ray actors")
+    g.add_argument("--ray-address", default=None, help="Ray cluster to join (default: start a local instance)")
+    g.add_argument("--workers", type=int, default=None, help="model replicas (default: GPUs / G, else CPUs)")
+    g.add_argument("--num-gpus-per-worker", type=float, default=0.0, help="GPUs per replica G (0 = CPU)")
+    g.add_argument("--batch-tokens", type=int, default=0, help="padded tokens per batch (0 = use --batch-size)")
 
 
 # ---------------------------------------------------------------- commands
 
 
 def cmd_fingerprint(args: argparse.Namespace) -> int:
+    if args.batch_tokens < 0 or (args.workers is not None and args.workers < 1) or args.num_gpus_per_worker < 0:
+        raise UsageError("--batch-tokens must be >= 0, --workers >= 1, --num-gpus-per-worker >= 0")
+    if args.engine == "local" and (args.ray_address or args.workers or args.num_gpus_per_worker):
+        raise UsageError("--ray-address / --workers / --num-gpus-per-worker need --engine ray")
     dataset = dataset_from_args(args)
     if dataset.report.skipped or dataset.report.duplicates:
         print(dataset.report.summary(), file=sys.stderr)
@@ -210,6 +237,7 @@ def cmd_fingerprint(args: argparse.Namespace) -> int:
     summary = fp.summary()
     report = {
         "dataset": dataset.name,
+        "engine": args.engine,
         "N": fp.n_samples,
         "D": fp.n_neurons,
         "layers": len(fp.layers),
@@ -324,6 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     fp = sub.add_parser("fingerprint", help="compute (or load cached) activation fingerprints")
     add_data_args(fp)
     add_model_args(fp)
+    add_engine_args(fp)
     fp.add_argument("--json", action="store_true", help="print one JSON line instead of text")
     fp.set_defaults(func=cmd_fingerprint)
 

@@ -357,12 +357,36 @@ def fingerprint_batch(loaded: LoadedModel, recorder: ActivationRecorder, batch: 
     return _pack_bits(recorder.fired.cpu().numpy(), (recorder.n_neurons + 63) // 64)
 
 
+def batch_spans(lengths: Sequence[int], batch_size: int, batch_tokens: int = 0) -> list[tuple[int, int]]:
+    """(start, end) of each batch over samples in the given (length-sorted) order.
+
+    ``batch_tokens`` > 0: a padded-token budget per batch instead of a fixed count
+    (batch width x samples <= budget, at least one sample), so short samples share
+    big batches and long ones get small batches (steady GPU memory). 0: fixed
+    ``batch_size``. Either way results do not change, only speed.
+    """
+    n = len(lengths)
+    if batch_tokens <= 0:
+        return [(start, min(n, start + batch_size)) for start in range(0, n, batch_size)]
+    spans, start, width = [], 0, 0
+    for i, length in enumerate(lengths):
+        wider = max(width, int(length), 1)
+        if i > start and wider * (i - start + 1) > batch_tokens:
+            spans.append((start, i))
+            start, wider = i, max(int(length), 1)
+        width = wider
+    if start < n:
+        spans.append((start, n))
+    return spans
+
+
 def run_batches(
     loaded: LoadedModel,
     encoded: Sequence[EncodedSample],
     recorder: ActivationRecorder,
     batch_size: int,
     on_batch: Callable[[int], None] | None = None,
+    batch_tokens: int = 0,
 ) -> np.ndarray:
     """Forward ``encoded`` samples in the given order, batch by batch; (P, n, W) packed bits."""
     import torch
@@ -370,13 +394,29 @@ def run_batches(
     n_words = (recorder.n_neurons + 63) // 64
     out = np.zeros((len(recorder.config.planes), len(encoded), n_words), dtype=np.uint64)
     pad_id = pad_token_id(loaded.tokenizer)
+    spans = batch_spans([len(s.input_ids) for s in encoded], batch_size, batch_tokens)
     with torch.inference_mode(), recorder:
-        for start in range(0, len(encoded), batch_size):
-            batch = make_batch(encoded[start : start + batch_size], pad_id)
-            out[:, start : start + len(batch)] = fingerprint_batch(loaded, recorder, batch)
+        for start, end in spans:
+            batch = make_batch(encoded[start:end], pad_id)
+            out[:, start:end] = fingerprint_batch(loaded, recorder, batch)
             if on_batch is not None:
                 on_batch(len(batch))
     return out
+
+
+def compute_chunk(
+    loaded: LoadedModel,
+    recorder: ActivationRecorder,
+    samples: Sequence[EncodedSample],
+    batch_size: int,
+    batch_tokens: int = 0,
+    on_batch: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """(P, len(samples), W) packed bits of one chunk (= one shard), samples in plan order.
+
+    The one per-shard compute, called by the local engine and by Ray workers alike.
+    """
+    return run_batches(loaded, samples, recorder, batch_size, on_batch, batch_tokens)
 
 
 # ---------------------------------------------------------------- cache + driver
@@ -431,6 +471,109 @@ def cached_fingerprints(
     return None if found is None else _from_cache(*found, folder, hit=True)
 
 
+@dataclass(frozen=True)
+class ChunkPlan:
+    """Deterministic split of a dataset into cache chunks (= the shards of a distributed run).
+
+    Samples are sorted by token length (stable sort), then cut into runs of
+    ``chunk_size``; chunk ``i`` holds rows ``chunks[i]`` and is committed at
+    ``<root>/chunks/c{chunk_size}-{i:06d}``. The plan depends only on the records, the
+    tokenizer and the settings, so every process that builds it agrees on what each
+    chunk holds, and a chunk computed anywhere is reused everywhere.
+    """
+
+    lengths: np.ndarray  # (N,) int64 tokens read per sample (after truncation)
+    own_counts: np.ndarray  # (N,) int32 own (unmasked) tokens per sample
+    truncated: np.ndarray  # (N,) bool
+    chunks: tuple[np.ndarray, ...]  # int64 rows of each chunk, in forward order
+    chunk_size: int
+    window: int  # token window actually used (max_tokens, capped by the model's positions)
+    encoded: tuple[EncodedSample, ...] | None = None  # kept only when asked (memory: ~N x tokens)
+
+    def folder(self, root: Path, number: int) -> Path:
+        """Cache folder of chunk ``number``."""
+        return Path(root) / "chunks" / f"c{self.chunk_size}-{number:06d}"
+
+    def is_done(self, root: Path, number: int) -> bool:
+        """Whether chunk ``number`` is committed and intact (a corrupt one is removed)."""
+        return load_arrays(self.folder(root, number), mmap=False) is not None
+
+    def commit(self, root: Path, number: int, planes: np.ndarray, key: str) -> Path:
+        """Write one chunk's (P, n, W) planes atomically (temp folder + rename)."""
+        rows = self.chunks[number]
+        if planes.ndim != 3 or planes.shape[1] != len(rows):
+            raise FingerprintError(f"chunk {number}: got planes of shape {planes.shape} for {len(rows)} rows")
+        return save_arrays(self.folder(root, number), {"rows": rows.astype(np.int64), "planes": planes},
+                           {"chunk": number, "key": key})
+
+
+def token_window(config: FingerprintConfig, max_positions: int | None) -> int:
+    """Tokens read per sample: ``max_tokens``, capped by the model's position limit."""
+    return min(config.max_tokens, max_positions or config.max_tokens)
+
+
+def plan_chunks(
+    dataset: Dataset,
+    tokenizer: Any,
+    config: FingerprintConfig,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    max_positions: int | None = None,
+    keep_encoded: bool = True,
+) -> ChunkPlan:
+    """Tokenize every sample and cut the length-sorted order into chunks (see :class:`ChunkPlan`)."""
+    if chunk_size < 1:
+        raise FingerprintError(f"chunk_size must be >= 1, got {chunk_size}")
+    window = token_window(config, max_positions)
+    encoded = [encode_sample(tokenizer, dataset.turns[i], config, window) for i in range(len(dataset))]
+    lengths = np.array([len(s.input_ids) for s in encoded], dtype=np.int64)
+    order = np.argsort(lengths, kind="stable")
+    return ChunkPlan(
+        lengths=lengths,
+        own_counts=np.array([sum(s.own_mask) for s in encoded], dtype=np.int32),
+        truncated=np.array([s.truncated for s in encoded], dtype=bool),
+        chunks=tuple(order[i : i + chunk_size] for i in range(0, len(order), chunk_size)),
+        chunk_size=chunk_size,
+        window=window,
+        encoded=tuple(encoded) if keep_encoded else None,
+    )
+
+
+def result_meta(
+    key: str,
+    dataset: Dataset,
+    identity: dict[str, Any],
+    config: FingerprintConfig,
+    recorder: ActivationRecorder,
+    window: int,
+) -> dict[str, Any]:
+    """``meta.json`` content of an assembled result (the same whichever engine computed it)."""
+    return {
+        "key": key,
+        "format_version": FINGERPRINT_FORMAT_VERSION,
+        "dataset_name": dataset.name,
+        "dataset_hash": dataset.content_hash(),
+        "model": identity,
+        "settings": config.to_dict(),
+        "layers": list(recorder.layers),
+        "layer_offsets": list(recorder.layer_offsets),
+        "n_neurons": recorder.n_neurons,
+        "n_samples": len(dataset),
+        "plane_thresholds": [float(t) for t in config.planes],
+        "window": window,
+    }
+
+
+def finish_fingerprints(root: Path, plan: ChunkPlan, n_neurons: int, n_planes: int, meta: dict[str, Any]):
+    """Assemble the committed chunks into the result folder, verify it, drop the chunks."""
+    folder = _assemble(root, list(plan.chunks), plan.chunk_size, n_neurons, n_planes, plan.own_counts,
+                       plan.truncated, meta)
+    found = load_arrays(folder)
+    if found is None:
+        raise FingerprintError(f"{folder}: freshly written fingerprints failed verification")
+    shutil.rmtree(root / "chunks", ignore_errors=True)
+    return _from_cache(*found, folder, hit=False)
+
+
 def fingerprint_dataset(
     dataset: Dataset,
     spec: ModelSpec | None = None,
@@ -440,11 +583,13 @@ def fingerprint_dataset(
     loaded: LoadedModel | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     stats: RunStats | None = None,
+    batch_tokens: int = 0,
 ) -> Fingerprints:
     """Fingerprints of every record, from the cache when possible.
 
     Missing chunks are computed and committed one by one; the assembled result
-    is written atomically and verified on every read.
+    is written atomically and verified on every read. ``batch_tokens`` > 0 batches
+    by a padded-token budget instead of ``config.batch_size`` (speed only).
     """
     spec = spec or ModelSpec()
     config = config or FingerprintConfig()
@@ -460,12 +605,9 @@ def fingerprint_dataset(
 
     loaded = loaded or load_model(spec)
     recorder = ActivationRecorder(loaded.model, config.layers, config)
-    window = min(config.max_tokens, loaded.max_positions or config.max_tokens)
-    encoded = [encode_sample(loaded.tokenizer, dataset.turns[i], config, window) for i in range(len(dataset))]
-    lengths = np.array([len(s.input_ids) for s in encoded], dtype=np.int64)
-    order = np.argsort(lengths, kind="stable")
-    chunks = [order[i : i + chunk_size] for i in range(0, len(order), chunk_size)]
-    stats.chunks_total = len(chunks)
+    plan = plan_chunks(dataset, loaded.tokenizer, config, chunk_size, loaded.max_positions)
+    assert plan.encoded is not None
+    stats.chunks_total = len(plan.chunks)
     done = [0]
 
     def advance(n_samples: int) -> None:
@@ -473,53 +615,33 @@ def fingerprint_dataset(
         if progress is not None:
             progress(done[0], len(dataset))
 
-    for number, rows in enumerate(chunks):
-        folder = root / "chunks" / f"c{chunk_size}-{number:06d}"
-        if load_arrays(folder, mmap=False) is not None:
+    for number, rows in enumerate(plan.chunks):
+        if plan.is_done(root, number):
             stats.chunks_cached += 1
             advance(len(rows))
             continue
-        planes = run_batches(loaded, [encoded[i] for i in rows], recorder, config.batch_size, advance)
-        save_arrays(folder, {"rows": rows.astype(np.int64), "planes": planes}, {"chunk": number, "key": key})
+        samples = [plan.encoded[i] for i in rows]
+        planes = compute_chunk(loaded, recorder, samples, config.batch_size, batch_tokens, advance)
+        plan.commit(root, number, planes, key)
         stats.chunks_computed += 1
         stats.samples_computed += len(rows)
-        stats.tokens_computed += int(lengths[rows].sum())
-    own_counts = np.array([sum(s.own_mask) for s in encoded], dtype=np.int32)
-    truncated = np.array([s.truncated for s in encoded], dtype=bool)
-    meta = {
-        "key": key,
-        "format_version": FINGERPRINT_FORMAT_VERSION,
-        "dataset_name": dataset.name,
-        "dataset_hash": dataset.content_hash(),
-        "model": identity,
-        "settings": config.to_dict(),
-        "layers": list(recorder.layers),
-        "layer_offsets": list(recorder.layer_offsets),
-        "n_neurons": recorder.n_neurons,
-        "n_samples": len(dataset),
-        "plane_thresholds": [float(t) for t in config.planes],
-        "window": window,
-    }
-    folder = _assemble(root, chunks, chunk_size, recorder, len(config.planes), own_counts, truncated, meta)
-    found = load_arrays(folder)
-    if found is None:
-        raise FingerprintError(f"{folder}: freshly written fingerprints failed verification")
-    shutil.rmtree(root / "chunks", ignore_errors=True)
-    return _from_cache(*found, folder, hit=False)
+        stats.tokens_computed += int(plan.lengths[rows].sum())
+    meta = result_meta(key, dataset, identity, config, recorder, plan.window)
+    return finish_fingerprints(root, plan, recorder.n_neurons, len(config.planes), meta)
 
 
 def _assemble(
     root: Path,
     chunks: list[np.ndarray],
     chunk_size: int,
-    recorder: ActivationRecorder,
+    n_neurons: int,
     n_planes: int,
     own_counts: np.ndarray,
     truncated: np.ndarray,
     meta: dict[str, Any],
 ) -> Path:
     """Scatter committed chunks into one memory-mapped (P, N, W) array; commit atomically."""
-    n, n_words = len(own_counts), (recorder.n_neurons + 63) // 64
+    n, n_words = len(own_counts), (n_neurons + 63) // 64
     tmp = new_tmp_folder(root / "result")
     try:
         planes = np.lib.format.open_memmap(tmp / "planes.npy", mode="w+", dtype="<u8", shape=(n_planes, n, n_words))
@@ -533,7 +655,7 @@ def _assemble(
                 raise FingerprintError(f"chunk {number} belongs to another sample order; run again")
             planes[:, chunk_rows] = found[0]["planes"]
         planes.flush()
-        counts = _column_counts(planes[0], recorder.n_neurons)
+        counts = _column_counts(planes[0], n_neurons)
         del planes
         np.save(tmp / "firing_counts.npy", counts, allow_pickle=False)
         np.save(tmp / "token_counts.npy", own_counts, allow_pickle=False)

@@ -238,20 +238,21 @@ def gain_per_pick(
     unit: str = "neurons",
     label: str = "MADS",
 ) -> go.Figure:
-    """Gain of every pick in rank order (log scale), coloured by greedy round.
+    """Gain of every pick in rank order (log scale), coloured by greedy round (1 = first pass).
 
     Shows where plain coverage runs out: late picks that add one rare neuron each,
     then resets (rounds) or zero-gain filler.
     """
     gains = np.asarray(gains, dtype=np.float64)
     ranks = np.arange(1, len(gains) + 1)
-    rounds = np.zeros(len(gains), dtype=np.int64) if rounds is None else np.asarray(rounds)
+    rounds = np.zeros(len(gains), dtype=np.int64) if rounds is None else np.asarray(rounds, dtype=np.int64)
     shown = np.where(gains > 0, gains, np.nan)
     fig = go.Figure(go.Scattergl(
         x=ranks, y=shown, mode="markers", name="gain",
-        marker=dict(size=4, color=rounds, colorscale="Viridis", showscale=bool(rounds.max() > 0),
+        marker=dict(size=4, color=rounds + 1, colorscale="Viridis", showscale=bool(rounds.max(initial=0) > 0),
                     colorbar=dict(title="round", thickness=10, dtick=1)),
-        customdata=rounds, hovertemplate="pick %{x:,}: +%{y:,.4g} " + unit + " (round %{customdata})<extra></extra>",
+        customdata=rounds + 1,
+        hovertemplate="pick %{x:,}: +%{y:,.4g} " + unit + " (round %{customdata})<extra></extra>",
     ))
     _budget_line(fig, budget, n)
     if filler_from is not None and 0 <= filler_from < len(gains):

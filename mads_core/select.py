@@ -332,7 +332,7 @@ def _eval_parallel(pool, threads, rep, weighted, ucnt, cand, vals, n_cand) -> No
 def _result(method, n, n_neurons, config, ranking, gains, rounds, ptr, ids, union, filler_from, weighted):
     gains_int = np.asarray(gains, dtype=np.int64)
     scale = float(IDF_SCALE) if weighted else 1.0
-    return Selection(
+    sel = Selection(
         method=method,
         n=n,
         ranking=np.asarray(ranking, dtype=np.int64),
@@ -347,6 +347,9 @@ def _result(method, n, n_neurons, config, ranking, gains, rounds, ptr, ids, unio
         neurons_covered=np.asarray(union, dtype=np.int64),
         filler_from=int(filler_from),
     )
+    for name in ("ranking", "gains", "coverage", "rounds", "newly_ptr", "newly_ids", "neurons_covered"):
+        getattr(sel, name).setflags(write=False)  # the result is frozen, its arrays too
+    return sel
 
 
 # --------------------------------------------------------------------------- brute-force reference

@@ -69,6 +69,7 @@ __all__ = [
     "Step",
     "Walk",
     "build_instance",
+    "cached_instance",
     "candidate_gains",
     "choose_neurons",
     "choose_rows",
@@ -278,6 +279,24 @@ def load_instance(
     fp = fingerprint_dataset(sub, ModelSpec(), FingerprintConfig(), cache=cache, loaded=loaded, progress=progress)
     emb = np.asarray(dataset_embeddings(sub, cache_root=cache))
     return build_instance(demo, rows, fp, emb)
+
+
+def cached_instance(demo: Dataset, cache: str | Path | None = None) -> Instance | None:
+    """The instance when its fingerprints and embeddings are both cached on disk, else None (no model load)."""
+    from . import embed
+    from .fingerprint import cached_fingerprints
+    from .store import artifact_dir, load_arrays
+
+    rows = choose_rows(demo)
+    sub = demo.subset(rows)
+    fp = cached_fingerprints(sub, ModelSpec(), FingerprintConfig(), cache)
+    if fp is None:
+        return None
+    hit = load_arrays(artifact_dir(embed.CACHE_KIND, embed.embedding_key(sub), cache))
+    emb = hit[0].get("embeddings") if hit is not None else None
+    if emb is None or emb.shape[0] != len(rows):
+        return None
+    return build_instance(demo, rows, fp, np.asarray(emb))
 
 
 # --------------------------------------------------------------------------- MADS walk

@@ -190,7 +190,7 @@ def _metrics() -> pd.DataFrame:
 
 
 with ui.guard("Metrics failed"):
-    table = ui.memo("metrics", table_key, _metrics)
+    table = ui.memo("metrics", table_key, _metrics, recent=True)
 shown = table[["method", *[c for c in METRIC_COLUMNS if c in table.columns]]].rename(columns=METRIC_COLUMNS)
 shown["method"] = shown["method"].map(plots.method_label)
 st.dataframe(shown, hide_index=True, width="stretch",

@@ -117,9 +117,9 @@ def _sample(ds: Dataset, fp: Fingerprints, sel: Selection, row: int) -> None:
         rank = int(positions[0])
         gain = float(sel.gains[rank])
         rnd = int(sel.rounds[rank]) if len(sel.rounds) > rank else 0
-        st.success(f"**Chosen by {plots.method_label(method)}** as pick **{rank + 1:,}** of {k:,}"
-                   + (f", round {rnd}" if rnd else "") + (f", gain {gain:,.4g}" if np.isfinite(gain) else "")
-                   + ".", icon=":material/check_circle:")
+        round_text = f", in round {rnd + 1}" if method == "mads" else ""
+        st.success(f"**Chosen by {plots.method_label(method)}** as pick **{rank + 1:,}** of {k:,}{round_text}"
+                   + (f", gain {gain:,.4g}" if np.isfinite(gain) else "") + ".", icon=":material/check_circle:")
         new = session.newly_covered(sel, fp.bits, fp.n_neurons, rank)
         counts = session.layer_counts(new, fp.n_neurons, fp.layer_offsets)
         title = "Neurons this pick newly covered" if method == "mads" else "Neurons this pick added to the union"

@@ -63,7 +63,7 @@ def _write() -> tuple[bytes, bytes, dict]:
 
 key = f"{ds.content_hash()}|{fp.key}|{sel.settings_hash}|{method}|{k}|{name}"
 with ui.guard("Export failed"):
-    data, manifest_bytes, manifest = ui.memo("export", key, _write)
+    data, manifest_bytes, manifest = ui.memo("export", key, _write, recent=True)
 
 st.header("Download", divider="gray")
 d1, d2 = st.columns(2)

@@ -52,7 +52,7 @@ class _Miss(Exception):
     """Nothing cached yet under this key (exceptions are never memoised)."""
 
 
-@st.cache_resource(show_spinner=False, max_entries=64)
+@st.cache_resource(show_spinner=False, max_entries=128)
 def _memo(kind: str, key: str, _loader: Callable[[], Any]) -> Any:
     """Keep ``_loader()``'s result in memory under (kind, key); a None result is not kept."""
     value = _loader()
@@ -61,10 +61,22 @@ def _memo(kind: str, key: str, _loader: Callable[[], Any]) -> Any:
     return value
 
 
-def memo(kind: str, key: str, loader: Callable[[], T | None]) -> T | None:
-    """The memoised value, or None when ``loader`` returns None (not memoised)."""
+@st.cache_resource(show_spinner=False, max_entries=24)
+def _memo_recent(kind: str, key: str, _loader: Callable[[], Any]) -> Any:
+    """Like ``_memo`` for small per-budget results, so they never push rankings out of memory."""
+    value = _loader()
+    if value is None:
+        raise _Miss(kind)
+    return value
+
+
+def memo(kind: str, key: str, loader: Callable[[], T | None], recent: bool = False) -> T | None:
+    """The memoised value, or None when ``loader`` returns None (not memoised).
+
+    ``recent``: a small per-budget result kept in a short list of its own.
+    """
     try:
-        return _memo(kind, f"{cache_root()}|{key}", loader)
+        return (_memo_recent if recent else _memo)(kind, f"{cache_root()}|{key}", loader)
     except _Miss:
         return None
 
@@ -351,7 +363,7 @@ def ranking(method: str, ds: Dataset, fp: Fingerprints, k: int, emb: np.ndarray 
                                   method_settings=msettings)
 
     with st.spinner(f"Ranking {len(ds):,} samples with {method_label(method)} (once)…"):
-        return memo("ranking", key, run)
+        return memo("ranking", key, run, recent=method in session.PER_BUDGET_METHODS)
 
 
 def export_selection(method: str, ds: Dataset, fp: Fingerprints, k: int, emb: np.ndarray | None) -> Selection:
@@ -362,7 +374,7 @@ def export_selection(method: str, ds: Dataset, fp: Fingerprints, k: int, emb: np
     with guard(f"{method_label(method)} failed"), st.spinner(f"Selecting {k:,} samples with "
                                                            f"{method_label(method)}…"):
         return memo("export-selection", key, lambda: session.run_method(
-            method, ds, fp, int(k), select_config=config, embeddings=emb, method_settings=msettings))
+            method, ds, fp, int(k), select_config=config, embeddings=emb, method_settings=msettings), recent=True)
 
 
 def selections(methods: list[str], ds: Dataset, fp: Fingerprints, k: int,
@@ -449,7 +461,14 @@ def on_map_select(key: str) -> Callable[[], None]:
     return callback
 
 
-def hover_labels(ds: Dataset) -> list[str]:
+HOVER_LIMIT = 20_000
+
+
+def hover_labels(ds: Dataset) -> list[str] | None:
+    """Hover text of every point (category + start of the prompt); None above ``HOVER_LIMIT`` points,
+    where the maps show the row id only (keeps each rerun's payload small)."""
+    if len(ds) > HOVER_LIMIT:
+        return None
     return memo("hover", ds.content_hash(), lambda: [session.sample_label(ds, i) for i in range(len(ds))])
 
 

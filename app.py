@@ -20,6 +20,13 @@ ROOT = Path(__file__).resolve().parent
 DATA_SOURCES = ("Bundled demo", "Upload a file", "Local path")
 MODEL_SOURCES = ("Bundled SmolLM2-135M-Instruct", "Local model folder", "Hugging Face hub id")
 UPLOAD_TYPES = ["json", "jsonl", "ndjson", "csv", "tsv", "parquet", "pq"]
+PAGE_TITLES = {
+    "1_Data_and_model": ("Data & model", ":material/database:"),
+    "2_Compare": ("Compare", ":material/compare_arrows:"),
+    "3_Inspect": ("Inspect", ":material/search:"),
+    "4_Export": ("Export", ":material/download:"),
+    "5_How_MADS_chooses": ("How MADS chooses", ":material/school:"),
+}
 DEFAULTS = FingerprintConfig()
 WIDGET_DEFAULTS: dict[str, object] = {
     "sb_source": DATA_SOURCES[0],
@@ -62,7 +69,10 @@ def _data_choice() -> session.DataChoice:
                                   help="Alpaca or chat JSON/JSONL, or a CSV/TSV/Parquet table.")
         if upload is None:
             raise ValueError("upload a file (JSON, JSONL, CSV, TSV or Parquet), or pick the bundled demo")
-        path = session.save_upload(upload.name, upload.getvalue())
+        saved = st.session_state.setdefault("_uploads", {})  # file id -> saved path: hash each upload once
+        if upload.file_id not in saved:
+            saved[upload.file_id] = str(session.save_upload(upload.name, upload.getvalue()))
+        path = saved[upload.file_id]
         choice = session.DataChoice(kind="path", path=str(path), label=upload.name)
     else:
         st.text_input("Path to a records file", key="sb_path", placeholder="/data/my_alpaca.jsonl")
@@ -132,6 +142,16 @@ def _fingerprint_config() -> FingerprintConfig:
     return session.fingerprint_config(values)
 
 
+def _pages() -> list:
+    """Every ``pages/<n>_<Name>.py`` in number order (the first is the default page)."""
+    files = sorted((ROOT / "pages").glob("[0-9]*_*.py"), key=lambda p: int(p.name.split("_", 1)[0]))
+    pages = []
+    for i, path in enumerate(files):
+        title, icon = PAGE_TITLES.get(path.stem, (path.stem.split("_", 1)[1].replace("_", " "), None))
+        pages.append(st.Page(f"pages/{path.name}", title=title, icon=icon, default=i == 0))
+    return pages
+
+
 def sidebar() -> None:
     """Draw the shared sidebar and store the resulting settings (or the reason they are invalid)."""
     for key, value in WIDGET_DEFAULTS.items():
@@ -155,12 +175,7 @@ def sidebar() -> None:
 
 st.set_page_config(page_title="MADS Explorer", page_icon=":material/hub:", layout="wide")
 st.logo(str(ROOT / "assets" / "logo.svg"), size="large")
-navigation = st.navigation([
-    st.Page("pages/1_Data_and_model.py", title="Data & model", icon=":material/database:", default=True),
-    st.Page("pages/2_Compare.py", title="Compare", icon=":material/compare_arrows:"),
-    st.Page("pages/3_Inspect.py", title="Inspect", icon=":material/search:"),
-    st.Page("pages/4_Export.py", title="Export", icon=":material/download:"),
-])
+navigation = st.navigation(_pages())
 deep_link = st.session_state.pop("_deep_link", None)  # set by a page opened before this script ran
 if deep_link:
     st.switch_page(deep_link)

@@ -353,7 +353,7 @@ def _take(mat, i, cov, colmap, wts, weighted, cnt, m, ids, n_ids):
 
 @numba.njit(cache=True, nogil=True)
 def greedy_run(mat, cov, colmap, wts, wsl, cnt, weighted, m, ucnt, heap, ub, stamp, sc,
-               ranking, gains, rounds, ptr, ids, budget, compact_ok, shrink, cand, vals, batch_min):
+               ranking, gains, rounds, ptr, ids, budget, compact_ok, shrink, horizon, cand, vals, batch_min):
     """Lazy greedy over the current representation until done, saturated, or a hand-off.
 
     Exact: the pick is the row with the highest gain, ties to the lowest row index, the
@@ -426,7 +426,7 @@ def greedy_run(mat, cov, colmap, wts, wsl, cnt, weighted, m, ucnt, heap, ub, sta
         k += 1
         sc[SC_RECENT] = (3 * sc[SC_RECENT] + pick_evals) // 4
         pick_evals = 0
-        if compact_ok and closed > 0 and _worth_compacting(sc, size, n_planes * n_words, shrink):
+        if compact_ok and closed > 0 and _worth_compacting(sc, size, n_planes * n_words, shrink, horizon):
             status = COMPACT
             break
     sc[SC_K] = k
@@ -439,7 +439,7 @@ def greedy_run(mat, cov, colmap, wts, wsl, cnt, weighted, m, ucnt, heap, ub, sta
 
 
 @numba.njit(cache=True, nogil=True)
-def _worth_compacting(sc, n_rows, cur_words, shrink):
+def _worth_compacting(sc, n_rows, cur_words, shrink, horizon):
     """Compaction pays: a ``shrink``-fold smaller width, or enough recent evaluations to repay it."""
     left = sc[SC_LEFT]
     if left <= 0:
@@ -447,9 +447,9 @@ def _worth_compacting(sc, n_rows, cur_words, shrink):
     new_words = (left + 63) // 64
     if new_words * shrink <= cur_words:
         return True
-    if new_words * COMPACT_MIN_SHRINK > cur_words:
+    if horizon <= 0 or new_words * COMPACT_MIN_SHRINK > cur_words:
         return False
-    saved = sc[SC_RECENT] * COMPACT_HORIZON * (cur_words - new_words)
+    saved = sc[SC_RECENT] * horizon * (cur_words - new_words)
     return saved > n_rows * (cur_words + new_words)
 
 

@@ -34,6 +34,7 @@ import dataclasses
 import json
 import logging
 import os
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -206,7 +207,7 @@ class ShardWorker:
 
         tries = ray.get(self.attempts.start.remote(chunk))
         if tries > self.max_retries + 1:
-            raise FingerprintError(f"shard {chunk} was started {tries - 1} times and its worker died each time "
+            raise FingerprintError(f"shard {chunk}: {tries - 1} workers died computing it, retry limit reached "
                                    "(out of memory? try a smaller --batch-tokens / --batch-size)")
 
     def _maybe_crash(self, _n_samples: int) -> None:
@@ -296,7 +297,8 @@ def fingerprint_dataset_ray(
     if progress is not None:
         progress(done, len(dataset))
     if pending:
-        with ray_session(address, num_cpus) as ray:
+        # Ray prints worker/raylet notices on stdout; keep stdout for results (--json).
+        with contextlib.redirect_stdout(sys.stderr), ray_session(address, num_cpus) as ray:
             done = _run_shards(ray, dataset, spec, config, plan, pending, root, key, stats, progress, done,
                                batch_tokens, workers, num_gpus_per_worker, num_cpus_per_worker, max_retries)
     meta = result_meta(key, dataset, identity, config, recorder, plan.window)
@@ -362,13 +364,13 @@ def _run_shards(ray, dataset, spec, config, plan, pending, root, key, stats, pro
                 done += len(rows)
                 if progress is not None:
                     progress(done, len(dataset))
-    except FingerprintError:
-        raise
-    except Exception as exc:  # Ray wraps worker errors; keep the first line, keep committed shards
-        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+    except Exception as exc:  # Ray wraps worker errors in long tracebacks: keep the root cause's line
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        ours = [line.split("FingerprintError:", 1)[1].strip() for line in lines if "FingerprintError:" in line]
+        cause = (ours or lines or [type(exc).__name__])[-1 if not ours else 0][:300]
         raise FingerprintError(
-            f"Ray fingerprinting failed ({type(exc).__name__}: {first}); "
-            f"{stats.chunks_computed} shards were committed, run again to resume"
+            f"Ray fingerprinting failed ({cause}); {stats.chunks_computed} shards of this run were committed, "
+            "run again to resume"
         ) from exc
     return done
 

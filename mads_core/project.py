@@ -29,7 +29,7 @@ from .store import artifact_dir, load_arrays, save_arrays
 
 ProjectProgress = Callable[[str, float], None]  # (stage description, fraction done of the whole job)
 
-PROJECTION_VERSION = 1
+PROJECTION_VERSION = 2
 MIN_UMAP_SAMPLES = 15
 DEFAULT_SVD_DIMS = 50
 DEFAULT_NEIGHBORS = 15
@@ -39,6 +39,8 @@ BLOCK_ROWS = 2048
 # CSR blocks of the unpacked bits are kept between SVD passes while their total
 # number of set bits stays below this (~8 bytes each); above it they are rebuilt per pass.
 KEEP_BLOCKS_NNZ = 60_000_000
+# Above this many rows the SVD is fitted on a seeded sample of rows, then applied to all.
+FIT_ROWS = 20_000
 # Largest N x D for UMAP on the raw (unpacked) bits without an SVD first.
 MAX_RAW_CELLS = 100_000_000
 
@@ -141,25 +143,31 @@ def svd_bits(
     bits: np.ndarray,
     n_neurons: int,
     n_components: int,
-    n_iter: int = 3,
+    n_iter: int = 2,
     oversample: int = 10,
     seed: int = DEFAULT_SEED,
     progress: ProjectProgress | None = None,
     block_rows: int = BLOCK_ROWS,
+    fit_rows: int = FIT_ROWS,
 ) -> np.ndarray:
-    """Truncated SVD scores ``U * S`` (N, k) of the unpacked bits (uncentred, like TruncatedSVD).
+    """Truncated SVD scores (N, k) of the unpacked bits (uncentred, like scikit-learn's TruncatedSVD).
 
     Randomized range finder (Halko et al.) with ``n_iter`` power iterations; every
-    product with A streams over row blocks, so memory is O(N * k + D * k).
-    Deterministic for a fixed ``seed``. Signs are fixed so each component's
-    largest-magnitude score is positive.
+    product with the bit matrix streams over row blocks, so memory stays
+    O((N + D) * k). Above ``fit_rows`` rows the components are fitted on a seeded
+    sample of ``fit_rows`` rows and every row is then projected onto them in one
+    more pass (fit on a sample, transform all). Deterministic for a fixed ``seed``;
+    each component's sign makes its largest-magnitude score positive.
     """
     n = bits.shape[0]
-    k = max(1, min(n_components, n, n_neurons))
-    width = min(k + oversample, n, n_neurons)
-    blocks = _BitBlocks(bits, n_neurons, block_rows)
     rng = np.random.default_rng(seed)
-    passes = 2 * n_iter + 2
+    sampled = n > fit_rows
+    fit = np.asarray(bits[np.sort(rng.choice(n, size=fit_rows, replace=False))]) if sampled else bits
+    m = fit.shape[0]
+    k = max(1, min(n_components, m, n_neurons))
+    width = min(k + oversample, m, n_neurons)
+    blocks = _BitBlocks(fit, n_neurons, block_rows)
+    passes = 2 * n_iter + 2 + (1 if sampled else 0)
     done = 0
 
     def step(label: str) -> None:
@@ -168,18 +176,20 @@ def svd_bits(
         if progress is not None:
             progress(f"SVD of {n:,} x {n_neurons:,} bits: {label}", done / passes)
 
-    y = _a_times(blocks, rng.standard_normal((n_neurons, width)), n)
+    q, _ = np.linalg.qr(_a_times(blocks, rng.standard_normal((n_neurons, width)), m))
     step("range")
-    q, _ = np.linalg.qr(y)
     for i in range(n_iter):
         z, _ = np.linalg.qr(_at_times(blocks, q, n_neurons))
-        step(f"power iteration {i + 1}/{n_iter}")
-        q, _ = np.linalg.qr(_a_times(blocks, z, n))
+        q, _ = np.linalg.qr(_a_times(blocks, z, m))
         step(f"power iteration {i + 1}/{n_iter}")
     b_t = _at_times(blocks, q, n_neurons)  # (D, width) = (Q^T A)^T
-    step("projection")
-    u_small, s, _ = np.linalg.svd(b_t.T, full_matrices=False)
-    scores = (q @ u_small[:, :k]) * s[:k]
+    step("components")
+    u_small, s, vt = np.linalg.svd(b_t.T, full_matrices=False)
+    if sampled:
+        scores = _a_times(_BitBlocks(bits, n_neurons, block_rows), vt[:k].T, n)
+        step(f"projecting all {n:,} rows")
+    else:
+        scores = (q @ u_small[:, :k]) * s[:k]
     signs = np.sign(scores[np.argmax(np.abs(scores), axis=0), np.arange(k)])
     signs[signs == 0] = 1.0
     return (scores * signs).astype(np.float32)
@@ -275,7 +285,8 @@ def project_fingerprints(
             progress(f"UMAP of {n:,} points ({dims} SVD dims)", 0.6)
         nn = _neighbors(n, n_neighbors)
         coords = _umap(reduced, "euclidean", nn, min_dist, seed)
-        method = f"SVD({dims}) → UMAP(n_neighbors={nn}, euclidean)"
+        fitted = f", fitted on {FIT_ROWS:,} sampled rows" if n > FIT_ROWS else ""
+        method = f"SVD({dims}{fitted}) → UMAP(n_neighbors={nn}, euclidean)"
     if progress is not None:
         progress("done", 1.0)
     if use_cache:

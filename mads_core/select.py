@@ -119,7 +119,7 @@ def resolve_budget(budget: int | float, n: int) -> int:
     else:
         b = float(budget)
         if not math.isfinite(b) or b <= 0:
-            raise ValueError(f"budget must be a count >= 1 or a fraction in (0, 1], got {budget!r} (N={n})")
+            raise ValueError(f"budget must be >= 1 or a fraction in (0, 1], got {budget!r} (N = {n})")
         if b <= 1.0:
             k = max(1, math.floor(b * n + 0.5))
         elif b.is_integer():
@@ -287,7 +287,7 @@ def _greedy(mat, weights, weighted, budget, config, n_neurons, batch=True):
         while True:
             status, ids = bitops.greedy_run(
                 *rep, weighted, m, ucnt, heap, ub, stamp, sc, ranking, gains, rounds, ptr, ids, budget, True,
-                bitops.COMPACT_SHRINK, cand, vals, batch_min)
+                bitops.COMPACT_SHRINK, bitops.COMPACT_HORIZON, cand, vals, batch_min)
             done = int(sc[bitops.SC_K])
             if status == bitops.DONE:
                 break

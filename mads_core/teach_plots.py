@@ -94,9 +94,7 @@ def walk_figure(
     number_format: str = "d",
     level_names: Sequence[str] = ("fires",),
     show_levels: bool = False,
-    tick_every: Sequence[int] | None = None,
-    tick_text: Sequence[str] | None = None,
-    height: int = 400,
+    height: int = 390,
 ) -> go.Figure:
     """One step of a walk: the samples × neurons grid and, on the same rows, the bars the pick is chosen by.
 
@@ -139,8 +137,8 @@ def walk_figure(
                       line=dict(color=OUTLINE, width=2), row=2, col=1)
     _add_bars(fig, np.asarray(values, dtype=np.float64), current, tied, done or {}, color, value_name,
               number_format)
-    legend = [("fires", GRID_COLORS[4]), ("fires, column covered", GRID_COLORS[7]),
-              ("newly covered by this pick", color), ("tied with the pick", TIE_COLOR)]
+    legend = [("fires", GRID_COLORS[4]), ("fires, covered", GRID_COLORS[7]), ("new with this pick", color),
+              ("tie", TIE_COLOR)]
     for name, swatch in legend:
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=name, showlegend=True, hoverinfo="skip",
                                  marker=dict(symbol="square", size=13, color=swatch)), row=2, col=1)
@@ -150,8 +148,7 @@ def walk_figure(
                      fixedrange=True, tickfont=dict(size=14))
     fig.update_yaxes(tickvals=rows, showticklabels=False, range=[n - 0.5, -0.5], row=2, col=2, fixedrange=True)
     fig.update_xaxes(showticklabels=False, row=1, col=1, fixedrange=True)
-    fig.update_xaxes(tickvals=list(tick_every or []), ticktext=list(tick_text or []), tickangle=0, row=2, col=1,
-                     fixedrange=True, tickfont=dict(size=12))
+    fig.update_xaxes(showticklabels=False, row=2, col=1, fixedrange=True)
     finite = np.asarray(values, dtype=np.float64)
     finite = finite[np.isfinite(finite) & (finite >= 0)]
     top = float(finite.max()) if finite.size else 1.0
@@ -159,8 +156,8 @@ def walk_figure(
                      showgrid=False)
     fig.add_annotation(text=f"<b>{bar_title}</b>", x=0.0, y=1.0, xref="x3 domain", yref="paper", xanchor="left",
                        yanchor="bottom", showarrow=False, font=dict(size=15))
-    return _layout(fig, "", height, barmode="overlay", bargap=0.25, margin=dict(l=10, r=10, t=48, b=8),
-                   legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0.0, xanchor="left", font=dict(size=13)),
+    return _layout(fig, "", height, barmode="overlay", bargap=0.25, margin=dict(l=10, r=10, t=30, b=34),
+                   legend=dict(orientation="h", yanchor="top", y=-0.01, x=0.0, xanchor="left", font=dict(size=13)),
                    hoverlabel=dict(font_size=14))
 
 

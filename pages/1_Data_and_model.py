@@ -49,7 +49,7 @@ if report.n_skipped or report.n_duplicates:
                                    "reason": [*report.skipped, *report.duplicates]}),
                      hide_index=True, width="stretch")
 
-preview = ds.to_frame().head(200)
+preview = ds.subset(range(min(200, len(ds)))).to_frame()
 for col in ("prompt", "response"):
     preview[col] = preview[col].map(lambda t: " ".join(str(t).split())[:240])
 st.dataframe(preview, hide_index=True, width="stretch", height=280,

@@ -116,8 +116,9 @@ def _note(term: str, where: str) -> None:
 
 st.title("How MADS chooses")
 st.markdown(
-    f"MADS keeps the samples that together make the model **fire the most different neurons**: here on "
-    f"{teach.SAMPLE_COUNT} demo samples and {teach.NEURON_COUNT} neurons of the bundled SmolLM2, one pick per **Step**.")
+    f"MADS keeps the samples that together make the model **fire the most different neurons** — here on "
+    f"{teach.SAMPLE_COUNT} demo samples and {teach.NEURON_COUNT} neurons of the bundled SmolLM2, one pick per "
+    "**Step**.")
 
 inst = _instance()
 n, d = inst.n, inst.d
@@ -189,9 +190,6 @@ else:
 st.markdown(f"##### {story}")
 
 # ---------------------------------------------------------------- grid + gains (MADS)
-layers = inst.neuron_layers
-ticks = [j for j in range(d) if (j == 0 or layers[j] != layers[j - 1]) and layers[j] % 5 == 0]
-tick_text = [f"L{layers[j]}" for j in ticks]
 hover = [f"<b>#{i} [{inst.categories[i]}]</b><br>{tp.hover_text(inst.texts[i])}" for i in range(n)]
 col_labels = [inst.neuron_label(j) for j in range(d)]
 level_names = tuple(f"activation > {t:g}" for t in inst.plane_thresholds)
@@ -205,10 +203,9 @@ fig = tp.walk_figure(
     new_cols=current.new_cols if current else None, current=current.pick if current else None,
     tied=current.tied if current else (), done=earlier, color=tp.MADS_COLOR,
     bar_title=f"Gain for pick {step}" if current else "Gain before pick 1",
-    value_name=f"gain ({unit})", level_names=level_names, show_levels=states, tick_every=ticks,
-    tick_text=tick_text)
+    value_name=f"gain ({unit})", level_names=level_names, show_levels=states)
 st.plotly_chart(fig, key="teach_walk", width="stretch", config={"displayModeBar": False})
-grid_text, bar_text = st.columns([0.68, 0.32])
+grid_text, bar_text = st.columns([0.6, 0.4])
 with grid_text:
     st.markdown(
         f"**What you see.** Each row is one real sample; each column is one **neuron** — a unit inside one of the "
@@ -228,12 +225,12 @@ with bar_text:
         "the **lowest row number** wins, so every run makes the same picks. Gains only shrink as coverage grows; "
         f"that is why greedy reaches at least {teach.greedy_bound():.0%} (1 − 1/e) of the best possible coverage.")
     _link("Gain per pick", "Coverage vs budget")
-    _link("Budget (picks to keep)", "Budget")
+    _link("Budget", "Budget")
 
 # ---------------------------------------------------------------- saturation
 sat = walk.saturation
 with st.container(border=True):
-    text_col, control_col = st.columns([0.68, 0.32])
+    text_col, control_col = st.columns([0.6, 0.4])
     with text_col:
         if sat is None or step < sat:
             when = "" if sat is None else f" (here after {sat} picks)"
@@ -286,13 +283,13 @@ fig = tp.walk_figure(
     inst.levels, _labels(kmarks), hover, col_labels, col_cover=kcur.col_cover if kcur else np.zeros(d),
     values=scores, new_cols=kcur.new_cols if kcur else None, current=kcur.pick if kcur else None,
     done={i: t for i, t in kdone.items() if kcur is None or i != kcur.pick}, color=tp.KCENTER_COLOR,
-    bar_title=(f"Pick {step}: {kcur.rule}" if kcur else "Distance to the average"),
+    bar_title=f"Distance for pick {step}" if kcur and kcur.t > 1 else "Distance to the average",
     value_name="distance to the average text" if first else "distance to the nearest pick", number_format=".2f",
-    level_names=level_names, tick_every=ticks, tick_text=tick_text)
+    level_names=level_names)
 st.plotly_chart(fig, key="teach_kwalk", width="stretch", config={"displayModeBar": False})
 m_union = current.union if current else 0
 k_union = kcur.union if kcur else 0
-ktext, kbar_text = st.columns([0.68, 0.32])
+ktext, kbar_text = st.columns([0.6, 0.4])
 with ktext:
     st.markdown(
         "**A text-only baseline.** **k-center** never runs SmolLM2. It turns each text into a sentence "

@@ -193,7 +193,7 @@ def compute_fingerprints(ds: Dataset, s: session.AppSettings) -> Fingerprints:
         st.caption("Finished chunks (256 samples each) are saved as they complete: a stop or a settings change "
                    "keeps them, and the next run resumes from there.")
         st.button("Stop", key="fp_stop_button", on_click=_stop, icon=":material/stop_circle:")
-        with guard("Could not load the model"):
+        with guard("Could not load the model"), _failing(status, "Could not load the model"):
             loaded = _model(s.model)
         bar = st.progress(0.0, text="starting…")
         start = time.perf_counter()
@@ -210,11 +210,21 @@ def compute_fingerprints(ds: Dataset, s: session.AppSettings) -> Fingerprints:
                          text=f"batch {-(-done // batch):,} of {-(-total // batch):,} · {done:,}/{total:,} samples"
                          f" · {rate:,.1f} samples/s · {eta_text}")
 
-        with guard("Fingerprinting failed"):
+        with guard("Fingerprinting failed"), _failing(status, "Fingerprinting failed"):
             fp = fingerprint_dataset(ds, s.model, s.fingerprint, progress=progress, loaded=loaded)
         status.update(label=f"Fingerprints computed in {_duration(time.perf_counter() - start)}", state="complete",
                       expanded=False)
     return cached_fingerprints(ds, s) or fp
+
+
+@contextlib.contextmanager
+def _failing(status: Any, label: str) -> Iterator[None]:
+    """Mark a ``st.status`` box as failed when the work inside raises (the error itself is shown by ``guard``)."""
+    try:
+        yield
+    except Exception:
+        status.update(label=label, state="error", expanded=True)
+        raise
 
 
 def _duration(seconds: float) -> str:
@@ -272,7 +282,7 @@ def embeddings(ds: Dataset) -> np.ndarray:
         def progress(done: int, total: int) -> None:
             bar.progress(min(done / max(total, 1), 1.0), text=f"{done:,}/{total:,} texts")
 
-        with guard("Embedding failed"):
+        with guard("Embedding failed"), _failing(status, "Embedding failed"):
             dataset_embeddings(ds, progress=progress)
         status.update(label="Embeddings computed", state="complete", expanded=False)
     found = cached_embeddings(ds)
@@ -312,7 +322,7 @@ def _project(kind: str, memo_key: str, run: Callable[..., Projection], ps: Proje
         def progress(label: str, frac: float) -> None:
             bar.progress(min(max(frac, 0.0), 1.0), text=label)
 
-        with guard(f"Projection of the {kind} failed"):
+        with guard(f"Projection of the {kind} failed"), _failing(status, f"Projection of the {kind} failed"):
             result = run(use_cache=True, progress=progress, **kw)
         status.update(label=f"{kind.capitalize()} projected: {result.method}", state="complete", expanded=False)
     return memo("projection", key, lambda: result) or result

@@ -41,6 +41,17 @@ def test_svd_bits_matches_a_dense_svd_of_the_unpacked_bits():
     np.testing.assert_allclose(proj, scores, atol=1e-2 * np.abs(scores).max())
 
 
+def test_svd_fitted_on_a_row_sample_spans_the_same_space_for_every_row():
+    rng = np.random.default_rng(4)
+    basis = rng.random((3, D)) < 0.3
+    fired = basis[rng.integers(0, 3, size=400)] | (rng.random((400, D)) < 0.01)
+    full = svd_bits(pack_bits(fired), D, 3)
+    sampled = svd_bits(pack_bits(fired), D, 3, fit_rows=60)
+    assert sampled.shape == (400, 3)
+    fitted = full @ np.linalg.lstsq(full, sampled, rcond=None)[0]
+    assert np.abs(fitted - sampled).max() < 0.02 * np.abs(sampled).max()
+
+
 def test_svd_bits_does_not_depend_on_the_block_size():
     bits, _ = two_groups()
     a = svd_bits(bits, D, 5, block_rows=7)

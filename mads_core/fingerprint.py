@@ -15,6 +15,12 @@ Batches are length-sorted (less padding) and padded on the right; a sample's
 bits do not depend on its batch mates. Work is split into chunks of the
 length-sorted order; each finished chunk is committed to the cache atomically,
 so an interrupted run resumes with only the missing chunks.
+
+The three steps are separate functions so that other engines reuse them
+unchanged: :func:`plan_chunks` (which rows form each chunk: deterministic),
+:func:`compute_chunk` (one chunk's bits; also what a Ray worker runs, see
+``mads_core.distributed``) and :func:`finish_fingerprints` (assembly into the
+result folder). Whoever computed a chunk, the cache bytes are the same.
 """
 
 from __future__ import annotations

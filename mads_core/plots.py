@@ -147,7 +147,7 @@ def projection_scatter(
         fig.add_trace(trace)
     if linked is not None and len(linked):
         idx = np.asarray(linked, dtype=np.int64)
-        marker = dict(color=LINKED_COLOR, size=14, symbol="circle-open", line=dict(width=2, color=LINKED_COLOR))
+        marker = dict(color=LINKED_COLOR, size=11, symbol="circle-open", line=dict(width=1.2, color=LINKED_COLOR))
         fig.add_trace(_scatter(coords, idx, hover, f"linked selection ({len(idx):,})", marker))
     if focus is not None and 0 <= focus < n:
         marker = dict(color="#ffd700", size=18, symbol="star", line=dict(width=1.5, color=LINKED_COLOR))

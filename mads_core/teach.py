@@ -72,11 +72,15 @@ __all__ = [
     "cached_instance",
     "candidate_gains",
     "choose_neurons",
+    "clamp_step",
+    "greedy_bound",
     "choose_rows",
     "kcenter_scores",
     "kcenter_walk",
     "load_instance",
     "mads_walk",
+    "own_chars",
+    "percent",
     "plain_gains",
     "source_family",
     "union_steps",
@@ -382,10 +386,12 @@ class Walk:
 
     @property
     def ranking(self) -> np.ndarray:
+        """Row indices in pick order."""
         return self.selection.ranking
 
 
 def _column_cover(ground: np.ndarray, hits: np.ndarray, m: int) -> np.ndarray:
+    """(D,) share of each neuron's counting (element x m) slots filled this round: what the grid shades."""
     exists = ground.any(axis=1)  # (P, D): elements some sample fires
     done = np.minimum(hits, m) * exists
     total = m * exists.sum(axis=0)
@@ -489,11 +495,14 @@ class KCenterStep:
 
 @dataclass(frozen=True)
 class KCenterWalk:
+    """The k-center ranking of the instance (``kcenter_greedy`` on MiniLM embeddings) with every step."""
+
     selection: Selection
     steps: tuple[KCenterStep, ...]
 
     @property
     def ranking(self) -> np.ndarray:
+        """Row indices in pick order."""
         return self.selection.ranking
 
 

@@ -175,14 +175,15 @@ def _add_bars(fig: go.Figure, vals: np.ndarray, pick: int | None, tied: Sequence
               ("pick", [pick] if pick is not None else [], color)]
     for name, rows, swatch in groups:
         fig.add_trace(go.Bar(
-            x=[vals[i] for i in rows], y=rows, orientation="h", name=name, marker_color=swatch, showlegend=False,
+            x=[vals[i] for i in rows], y=rows, orientation="h", name=name, marker_color=swatch, width=0.72,
             customdata=rows, text=[fmt(vals[i]) for i in rows], textposition="outside", cliponaxis=False,
-            textfont=dict(size=14), hovertemplate=f"#%{{customdata}}: {value_name} %{{x}}<extra></extra>"),
-            row=2, col=2)
+            textfont=dict(size=14, color="#555" if name == "candidates" else swatch), showlegend=False,
+            hovertemplate=f"#%{{customdata}}: {value_name} %{{x}}<extra></extra>"), row=2, col=2)
     picked = sorted(done)
     fig.add_trace(go.Bar(x=[0] * len(picked), y=picked, orientation="h", name="picked", marker_color=LIGHT,
-                         customdata=picked, showlegend=False, text=[f"picked {rank_mark(done[i])}" for i in picked],
-                         textposition="outside", cliponaxis=False, textfont=dict(size=13, color="#777"),
+                         width=0.72, customdata=picked, showlegend=False, cliponaxis=False,
+                         text=[f"picked {rank_mark(done[i])}" for i in picked], textposition="outside",
+                         textfont=dict(size=13, color="#777"),
                          hovertemplate="#%{customdata}: already picked<extra></extra>"), row=2, col=2)
 
 
@@ -195,25 +196,34 @@ def coverage_race(
     title: str = "Neurons covered as picks accumulate",
     height: int = 360,
 ) -> go.Figure:
-    """Plain coverage (neurons of the slice fired by the first t picks) for each method, current step marked."""
+    """Plain coverage (neurons of the slice fired by the first t picks) per method, walked part solid.
+
+    Each method gets a faint full line (trace ``"<name> (to come)"``) and a solid line up to
+    ``step`` (trace ``name``); ``saturation`` marks where MADS's plain coverage is complete.
+    """
     fig = go.Figure()
     for name, curve in curves.items():
         y = np.asarray(curve, dtype=np.int64)
         x = np.arange(1, len(y) + 1)
-        fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=name, line=dict(color=colors.get(name), width=3),
-                                 marker=dict(size=8), hovertemplate=f"{name}: %{{y}} of {total} after %{{x}} picks"
-                                 "<extra></extra>"))
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=f"{name} (to come)", showlegend=False,
+                                 line=dict(color=colors.get(name), width=2, dash="dot"), opacity=0.3,
+                                 hoverinfo="skip"))
+    for name, curve in curves.items():
+        y = np.asarray(curve, dtype=np.int64)[:step]
+        fig.add_trace(go.Scatter(x=np.arange(1, len(y) + 1), y=y, mode="lines+markers", name=name,
+                                 line=dict(color=colors.get(name), width=3), marker=dict(size=9),
+                                 hovertemplate=f"{name}: %{{y}} of {total} after %{{x}} picks<extra></extra>"))
     fig.add_hline(y=total, line=dict(color="#888", dash="dot"), annotation_text=f"all {total}",
                   annotation_position="bottom right")
     if step > 0:
         fig.add_vline(x=step, line=dict(color="#444", dash="dash"), annotation_text=f"step {step}",
-                      annotation_position="top left")
+                      annotation_position="bottom left")
     if saturation is not None:
-        fig.add_vrect(x0=saturation, x1=saturation + 0.02, line=dict(color=MADS_COLOR, width=1, dash="dot"),
-                      annotation_text="MADS saturates", annotation_position="bottom left",
+        fig.add_vline(x=saturation, line=dict(color=MADS_COLOR, width=1, dash="dot"),
+                      annotation_text="MADS saturates", annotation_position="top left",
                       annotation_font=dict(color=MADS_COLOR, size=13))
     n = max((len(c) for c in curves.values()), default=1)
     fig.update_xaxes(title_text="picks", range=[0.5, n + 0.5], dtick=1, fixedrange=True)
-    fig.update_yaxes(title_text="neurons covered", range=[0, total * 1.08], fixedrange=True)
+    fig.update_yaxes(title_text="neurons covered", range=[0, total * 1.1], fixedrange=True)
     return _layout(fig, title, height, legend=dict(orientation="h", yanchor="bottom", y=1.0, x=1.0,
                                                    xanchor="right"))

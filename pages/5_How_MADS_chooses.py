@@ -32,7 +32,7 @@ FOLLOWED = "teach_continuation_followed"   # the Compare setting the page last t
 CONT_WIDGET = "teach_w_continuation"
 DEFAULT_DELAY = 1.6
 COMPARE = "pages/2_Compare.py"
-CONT_NAMES = {"rounds": "rounds", "mcover": "m-cover", "states": "finer states", "none": "none (plain)"}
+CONT_NAMES = {"rounds": "rounds", "mcover": "m-cover", "states": "states", "none": "none"}
 
 
 # ---------------------------------------------------------------- data (cached)
@@ -88,6 +88,7 @@ def _go(delta: int | None, n: int) -> None:
 
 
 def _toggle_play(n: int) -> None:
+    """Play (from the start when at the end) or pause; the page then advances one step per rerun."""
     playing = not st.session_state.get(PLAYING, False)
     if playing and teach.clamp_step(st.session_state.get(STEP, 0), n) >= n:
         st.session_state[STEP] = 0
@@ -95,6 +96,7 @@ def _toggle_play(n: int) -> None:
 
 
 def _set_continuation() -> None:
+    """Keep the continuation picked here (a deselected control keeps the previous one)."""
     value = st.session_state.get(CONT_WIDGET)
     if value in SELECT_CONTINUATIONS:
         st.session_state[CONTINUATION] = value
@@ -109,6 +111,7 @@ def _link(term: str, where: str) -> None:
 
 
 def _note(term: str, where: str) -> None:
+    """Name a control that lives outside Compare (e.g. the sidebar)."""
     st.caption(f":material/tune: {term}: {where}")
 
 
@@ -153,14 +156,16 @@ kcur = kwalk.steps[step - 1] if step else None
 done = {int(r): t for t, r in enumerate(walk.ranking[:step].tolist(), start=1)}
 kdone = {int(r): t for t, r in enumerate(kwalk.ranking[:step].tolist(), start=1)}
 states = continuation == "states"
-unit = "new (neuron, level) pairs" if states else "new neurons"
+unit = {"states": "new (neuron, level) pairs", "mcover": "still-counting neurons"}.get(continuation, "new neurons")
 
 
 def _who(i: int) -> str:
+    """``#4 conversations``: a sample as the narration names it."""
     return f"#{i} {inst.categories[i].split(':')[-1]}"
 
 
 def _labels(marks: dict[int, str]) -> list[str]:
+    """Row labels of the grids: pick marks, row, category, start of the prompt."""
     return [tp.row_label(i, inst.categories[i], inst.short_text(i, 24), marks.get(i, "")) for i in range(n)]
 
 
@@ -212,10 +217,11 @@ with grid_text:
         f"model's MLP layers ({d} of its {inst.model_neurons:,}). A dark cell means the neuron **fires** on that "
         f"sample: its activation rises above τ = {inst.plane_thresholds[0]:g} on at least one of the sample's own "
         "words. A row of cells is the sample's **fingerprint**. A column is **covered** once a picked sample fires "
-        "it: it turns blue (strip on top: how far). Red cells are the neurons the latest pick covered first; "
+        "it: it turns blue (strip on top: how far). Red cells are what the latest pick added (its gain); "
         "① ② … number the picks."
         + (" Under *finer states* darker cells mean stronger activation, and each level counts separately."
-           if states else ""))
+           if states else "")
+        + (f" Under *m-cover* a neuron keeps counting until {m} picks fire it." if continuation == "mcover" else ""))
     _note("Threshold τ, layers", "sidebar › Fingerprint settings (this page always uses the defaults)")
     _link("Neuron coverage", "Coverage vs budget")
 with bar_text:
@@ -305,22 +311,22 @@ with kbar_text:
         "Then, each time, the text **farthest** (cosine distance: 0 = same direction, 1 = unrelated) from "
         "everything picked so far (longest bar).")
 
-race_col, race_text = st.columns([0.6, 0.4])
+race_col, race_text = st.columns([0.55, 0.45])
 with race_col:
     curves = {"MADS": np.array([s.union for s in walk.steps]),
               "k-center (text)": np.array([s.union for s in kwalk.steps])}
     fig = tp.coverage_race(curves, {"MADS": tp.MADS_COLOR, "k-center (text)": tp.KCENTER_COLOR}, total=d,
-                           step=step, saturation=sat)
+                           step=step, saturation=sat if sat is not None and step >= sat else None)
     st.plotly_chart(fig, key="teach_race", width="stretch", config={"displayModeBar": False})
 with race_text:
     k_full = next((s.t for s in kwalk.steps if s.union >= d), None)
     st.markdown(
         f"**Looks different vs. is treated differently.** Each line counts the {d} neurons fired by a method's "
-        "first picks. MADS climbs fastest because covering neurons is exactly what it maximises; k-center spreads "
-        "the *texts* instead. "
+        "first picks (faint: the picks still to come). MADS climbs fastest because covering neurons is exactly "
+        "what it maximises; k-center spreads the *texts* instead. "
         + (f"MADS covers all {d} after {sat} picks, k-center after {k_full}. " if sat and k_full else "")
         + "The Compare page draws the same curves for the whole dataset.")
-    _link("Coverage vs budget", "Coverage vs budget")
+    _link("Coverage curves", "Coverage vs budget")
 
 # ---------------------------------------------------------------- the instance
 with st.expander("The instance: which samples and neurons, and why"):

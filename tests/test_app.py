@@ -147,7 +147,7 @@ def test_invalid_settings_are_named_and_the_app_recovers(demo):
     assert "Settings problem" in texts(at.error)
     at.sidebar.button[0].click().run()  # "Reset settings to defaults"
     clean(at)
-    assert at.text_input(key="sb_levels").value == "3.0,4.0"
+    assert at.text_input(key="sb_levels").value == ",".join(str(x) for x in FingerprintConfig().levels)
 
 
 def test_a_file_with_a_bad_record_is_loaded_and_the_bad_record_reported(tmp_path, demo):

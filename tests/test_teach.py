@@ -226,12 +226,13 @@ def test_walk_figure_marks_the_pick_ties_new_neurons_and_covered_columns():
     assert "ha" in grid.customdata[0][0] and "n0" in grid.customdata[0][0]
 
 
-def test_coverage_race_draws_one_line_per_method_and_marks_the_step():
+def test_coverage_race_walks_each_method_up_to_the_step():
     fig = tp.coverage_race({"MADS": np.array([3, 5, 6]), "k-center (text)": np.array([2, 4, 6])},
                            {"MADS": tp.MADS_COLOR}, total=6, step=2, saturation=3)
-    assert [t.name for t in fig.data] == ["MADS", "k-center (text)"]
-    assert list(fig.data[0].y) == [3, 5, 6]
-    assert any(getattr(s, "x0", None) == 2 for s in fig.layout.shapes)
+    lines = {t.name: list(t.y) for t in fig.data}
+    assert lines["MADS"] == [3, 5] and lines["k-center (text)"] == [2, 4]  # walked so far
+    assert lines["MADS (to come)"] == [3, 5, 6]
+    assert {s.x0 for s in fig.layout.shapes if s.type == "line"} >= {2, 3}
 
 
 # ---------------------------------------------------------------- the page

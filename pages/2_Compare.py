@@ -195,6 +195,10 @@ shown = table[["method", *[c for c in METRIC_COLUMNS if c in table.columns]]].re
 shown["method"] = shown["method"].map(plots.method_label)
 st.dataframe(shown, hide_index=True, width="stretch",
              column_config={label: st.column_config.NumberColumn(format="%.3f") for label in METRIC_COLUMNS.values()})
+st.caption("Neuron coverage: share of coverable neurons the picks fire (MADS maximises it). Text spread: mean "
+           "cosine distance from each pick to its nearest other pick (higher = more varied); text radius: worst "
+           "distance of any sample to its nearest pick (lower = better covered). Coverage rewards samples that fire "
+           "many neurons, which are often long ones — compare the token columns.")
 if use_emb is None:
     st.caption("Text spread/radius left out at this size (N × k too large for a live table).")
 st.plotly_chart(plots.metrics_bars(table, [(c, label) for c, label in METRIC_COLUMNS.items()

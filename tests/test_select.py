@@ -359,3 +359,21 @@ def test_bit_kernels_match_numpy() -> None:
     order = rng.permutation(600)[:50]
     union = bitops.union_curve(packed[0], order, bitops.valid_mask(200, packed.shape[2]))
     assert union.tolist() == np.logical_or.accumulate(fired[0][order], axis=0).sum(axis=1).tolist()
+
+
+def test_compaction_kernels_agree() -> None:
+    """The portable compaction kernel matches the BMI2 one (used where the CPU has pext)."""
+    rng = np.random.default_rng(4)
+    packed = bitops.pack_bits(rng.random((2, 40, 300)) < 0.3)
+    keep = bitops.pack_bits(rng.random((2, 300)) < 0.4)
+    offs, n_left = bitops._word_offsets(keep)
+    n_words = -(-n_left // 64)
+    alive = rng.random(40) < 0.8
+    soft = bitops._compact_rows_soft(packed, keep, offs, alive, n_words)
+    expected = np.zeros((1, 40, n_words * 64), dtype=bool)
+    kept = bitops.unpack_bits(keep, 300)
+    rows = bitops.unpack_bits(packed, 300)
+    expected[0, alive, :n_left] = np.concatenate([rows[p][:, kept[p]] for p in range(2)], axis=1)[alive]
+    assert np.array_equal(bitops.unpack_bits(soft, n_words * 64), expected)
+    if bitops.HAS_PEXT:
+        assert np.array_equal(bitops._compact_rows_pext(packed, keep, offs, alive, n_words), soft)

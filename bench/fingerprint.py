@@ -14,14 +14,17 @@ Usage: python bench/fingerprint.py [--n 384] [--repeats 2] [--batch-size 16] [--
 
 from __future__ import annotations
 
-import argparse
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
-
+# bench/select.py would shadow the standard library's `select` module: drop bench/ from the path.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import argparse  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
 
 from mads_core.config import FingerprintConfig, ModelSpec  # noqa: E402
 from mads_core.demo import load_demo  # noqa: E402

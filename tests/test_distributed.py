@@ -116,14 +116,19 @@ def test_greedi_picks_are_valid_and_scored_like_the_reference():
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("partitions", [2, 4, 8])
 def test_greedi_reaches_95_percent_of_exact_greedy_coverage(seed, partitions):
-    """Plain coverage (continuation "none") at 5/10/15%: GreeDi / exact >= 0.95 at every budget."""
+    """Plain coverage (continuation "none"), one GreeDi run per budget (kappa = k): >= 0.95 of exact.
+
+    Measured on these 9 instances: smallest ratio 0.995 (m = 2, 15%); m = 8 at 15% has
+    m * k >= N, so its second stage sees every row and matches exactly.
+    """
     n, d = 1600, 4096
     bits = skewed_bits(n, d, seed)
     config = SelectConfig(continuation="none")
     exact = select_mads(bits, d, max(BUDGETS), config)
-    approx = greedi_select(bits, d, max(BUDGETS), partitions=partitions, config=config, seed=seed, engine="local")
-    ratios = coverage_ratio(approx, exact, BUDGETS)
-    assert min(ratios.values()) >= 0.95, ratios
+    for budget in BUDGETS:
+        approx = greedi_select(bits, d, budget, partitions=partitions, config=config, seed=seed, engine="local")
+        ratio = coverage_ratio(approx, exact, [budget])[str(budget)]
+        assert ratio >= 0.95, (budget, ratio)
 
 
 def test_greedi_rejects_idf_weights():

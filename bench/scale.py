@@ -5,7 +5,8 @@
 
 1. Fingerprinting: the same demo subset (``--n`` samples, default settings, all 30 layers
    of the bundled model, ``--chunk-size`` shards) through ``fingerprint_dataset`` (local
-   engine: one process, torch on all cores) and ``fingerprint_dataset_ray`` (a fresh
+   engine: one process, torch on both cores as a user runs it; and, as a control, torch
+   on 1 thread) and ``fingerprint_dataset_ray`` (a fresh
    local Ray instance, one model replica per CPU, one torch thread each), each into a
    fresh cache, alternating ``--repeats`` times (best kept: the machine's load drifts).
    Wall time end to end, Ray start-up and actor model loads included (that is what a
@@ -77,16 +78,22 @@ def bench_fingerprint(n: int, chunk_size: int, workers: int, repeats: int) -> di
     step = max(1, len(demo) // n)
     data = demo.subset(list(range(0, len(demo), step))[:n])
     config = FingerprintConfig()
-    out: dict = {"n": len(data), "chunk_size": chunk_size, "workers": workers, "repeats": repeats,
-                 "local_runs_s": [], "ray_runs_s": [], "ray_first_shard_s": [], "ray_compute_samples_per_s": []}
+    out: dict = {"n": len(data), "chunk_size": chunk_size, "workers": workers, "repeats": repeats}
+    for name in ("local_runs_s", "local_1thread_runs_s", "ray_runs_s", "ray_first_shard_s",
+                 "ray_compute_samples_per_s"):
+        out[name] = []
     digests = set()
     for _ in range(repeats):  # alternate the engines: this machine's load drifts
         with tempfile.TemporaryDirectory(prefix="mads-scale-") as tmp:
-            t0 = time.perf_counter()
-            local = fingerprint_dataset(data, ModelSpec(), config, cache=Path(tmp) / "local", chunk_size=chunk_size)
-            out["local_runs_s"].append(time.perf_counter() - t0)
-            digests.add(_digest(local.path))
-            print(f"local engine: {len(data)} samples in {out['local_runs_s'][-1]:.1f} s", flush=True)
+            for threads, label in ((2, "local_runs_s"), (1, "local_1thread_runs_s")):
+                torch.set_num_threads(threads)
+                t0 = time.perf_counter()
+                local = fingerprint_dataset(data, ModelSpec(), config, cache=Path(tmp) / label, chunk_size=chunk_size)
+                out[label].append(time.perf_counter() - t0)
+                digests.add(_digest(local.path))
+                print(f"local engine, torch {threads} thread(s): {len(data)} samples in {out[label][-1]:.1f} s",
+                      flush=True)
+            torch.set_num_threads(2)
 
             marks: list[float] = []
             t0 = time.perf_counter()
@@ -106,12 +113,13 @@ def bench_fingerprint(n: int, chunk_size: int, workers: int, repeats: int) -> di
     out["identical"] = len(digests) == 1
     out["local_s"], out["ray_s"] = min(out["local_runs_s"]), min(out["ray_runs_s"])
     out["local_samples_per_s"] = out["n"] / out["local_s"]
+    out["local_1thread_samples_per_s"] = out["n"] / min(out["local_1thread_runs_s"])
     out["ray_samples_per_s"] = out["n"] / out["ray_s"]
     out["ray_vs_local"] = out["ray_samples_per_s"] / out["local_samples_per_s"]
     steady = max(out["ray_compute_samples_per_s"], default=float("nan"))
-    print(f"best of {repeats}: local {out['local_samples_per_s']:.2f} samples/s, ray {out['ray_samples_per_s']:.2f} "
-          f"samples/s end to end ({steady:.2f} samples/s between first and last shard); all caches identical: "
-          f"{out['identical']}", flush=True)
+    print(f"best of {repeats}: local {out['local_samples_per_s']:.2f} samples/s (torch 1 thread: "
+          f"{out['local_1thread_samples_per_s']:.2f}), ray {out['ray_samples_per_s']:.2f} samples/s end to end "
+          f"({steady:.2f} between first and last shard); all caches identical: {out['identical']}", flush=True)
     return out
 
 

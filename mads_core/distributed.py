@@ -196,8 +196,8 @@ class ShardWorker:
             )
             chunks.append(int(chunk))
             seconds.append(time.perf_counter() - t0)
-        return {"chunk": np.array(chunks, dtype=np.int64), "planes": np.stack(planes) if len(planes) == 1
-                else np.array(planes, dtype=object), "seconds": np.array(seconds)}
+        # The pipeline sends one shard per call (batch_size=1), so the stack never mixes shapes.
+        return {"chunk": np.array(chunks, dtype=np.int64), "planes": np.stack(planes), "seconds": np.array(seconds)}
 
     def _count_attempt(self, chunk: int) -> None:
         """Fail the job (an application error, not retried) once a shard has killed too many workers."""
@@ -322,6 +322,8 @@ def _run_shards(ray, dataset, spec, config, plan, pending, root, key, stats, pro
         }
         for number in pending
     ]
+    if num_gpus == 0 and spec.device == "auto":
+        spec = dataclasses.replace(spec, device="cpu")  # CPU replicas must not grab a GPU Ray did not give them
     size = workers or _default_workers(ray, num_gpus, num_cpus)
     size = max(1, min(size, len(pending)))
     threads = max(1, int(num_cpus)) if num_gpus == 0 else 0
@@ -558,7 +560,7 @@ def _take(source: _Rows | np.ndarray, rows: np.ndarray, n_planes: int) -> np.nda
 def _resolve_source(data, n_neurons, planes, layer_offsets, config):
     """(_Rows, D, layer offsets, (P, N, W)) from an array, a Fingerprints or a cache folder."""
     if isinstance(data, (str, Path)):
-        folder = Path(data)
+        folder = Path(data).parent if Path(data).name == "planes.npy" else Path(data)
         found = load_arrays(folder, verify=False)
         if found is None:
             raise ValueError(f"{folder}: not a fingerprint cache folder (no intact meta.json + planes.npy)")

@@ -530,13 +530,19 @@ def plan_chunks(
     if chunk_size < 1:
         raise FingerprintError(f"chunk_size must be >= 1, got {chunk_size}")
     window = token_window(config, max_positions)
-    encoded = [encode_sample(tokenizer, dataset.turns[i], config, window) for i in range(len(dataset))]
-    lengths = np.array([len(s.input_ids) for s in encoded], dtype=np.int64)
+    n = len(dataset)
+    lengths, own_counts, truncated = np.zeros(n, np.int64), np.zeros(n, np.int32), np.zeros(n, bool)
+    encoded = []
+    for i in range(n):  # without keep_encoded only three numbers per sample are kept (a driver of 1M+)
+        sample = encode_sample(tokenizer, dataset.turns[i], config, window)
+        lengths[i], own_counts[i], truncated[i] = len(sample.input_ids), sum(sample.own_mask), sample.truncated
+        if keep_encoded:
+            encoded.append(sample)
     order = np.argsort(lengths, kind="stable")
     return ChunkPlan(
         lengths=lengths,
-        own_counts=np.array([sum(s.own_mask) for s in encoded], dtype=np.int32),
-        truncated=np.array([s.truncated for s in encoded], dtype=bool),
+        own_counts=own_counts,
+        truncated=truncated,
         chunks=tuple(order[i : i + chunk_size] for i in range(0, len(order), chunk_size)),
         chunk_size=chunk_size,
         window=window,

@@ -166,11 +166,28 @@ def model_identity(spec: ModelSpec) -> dict[str, Any]:
             "snapshot": folder.name,
             **_folder_identity(folder),
         }
+    # bf16 and float32 activations differ near the threshold: the compute dtype is part of
+    # what the model "is" for fingerprints (the device is not: same dtype, same bits up to
+    # float rounding).
+    ident["dtype"] = compute_dtype_name(spec)
     ident["hash"] = sha256_text(canonical_json({k: v for k, v in ident.items() if k != "name"}))[:16]
     return ident
 
 
 # ---------------------------------------------------------------- loading
+
+
+def compute_dtype_name(spec: ModelSpec) -> str:
+    """The dtype a spec computes in ('float32', 'bfloat16', ...), without checking the device exists."""
+    if spec.dtype != "auto":
+        return spec.dtype
+    if spec.device.startswith("cuda"):
+        return "bfloat16"
+    if spec.device == "auto":
+        import torch
+
+        return "bfloat16" if torch.cuda.is_available() else "float32"
+    return "float32"
 
 
 def resolve_device_dtype(spec: ModelSpec) -> tuple[str, Any]:

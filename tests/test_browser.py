@@ -181,3 +181,34 @@ def test_first_time_user_reaches_compare_moves_the_budget_and_links_the_maps(app
             assert SCREENSHOT.stat().st_size > 20_000
         finally:
             browser.close()
+
+
+TEACH_SCREENSHOT = ROOT / "assets" / "teach.png"
+
+
+def test_teaching_page_mid_walk_at_presenter_size(app_url):
+    """'How MADS chooses' at 1280x720: step twice with the buttons, screenshot mid-walk."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 720})
+            page.goto(app_url, timeout=60_000)
+            page.get_by_role("heading", name="Data & model").wait_for(timeout=120_000)
+            page.get_by_test_id("stSidebarNavItems").get_by_role("link", name="How MADS chooses").click()
+            page.get_by_role("heading", name="How MADS chooses").wait_for(timeout=120_000)
+            step = page.get_by_role("button", name=re.compile("Step"))
+            step.wait_for(timeout=600_000)
+            wait_until(lambda: page.locator(".js-plotly-plot").count() >= 1, 600, "the fingerprint grid")
+            for expected in (1, 2):
+                step.click()
+                wait_until(lambda e=expected: f"Pick {e}:" in page.inner_text("body"), 60, f"pick {expected}")
+            no_exception(page)
+            page.mouse.move(2, 700)  # no tooltip over the title in the screenshot
+            time.sleep(1.5)
+            TEACH_SCREENSHOT.parent.mkdir(exist_ok=True)
+            page.screenshot(path=str(TEACH_SCREENSHOT))
+            assert TEACH_SCREENSHOT.stat().st_size > 20_000
+        finally:
+            browser.close()

@@ -122,15 +122,9 @@ def driver_model_view(spec: ModelSpec, config: FingerprintConfig) -> tuple[Any, 
     import torch
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
 
-    from .models import _hub_snapshot, _is_causal, bundled_model_dir, spec_kind
+    from .models import _is_causal, model_source
 
-    kind = spec_kind(spec)
-    if kind == "bundled":
-        source: str | Path = bundled_model_dir()
-    elif kind == "local":
-        source = Path(spec.name).expanduser().resolve()
-    else:
-        source = _hub_snapshot(spec)
+    source = model_source(spec)
     kwargs = {"trust_remote_code": spec.trust_remote_code, "local_files_only": True}
     model_config = AutoConfig.from_pretrained(source, **kwargs)
     tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)

@@ -253,6 +253,16 @@ def bundled_model_dir() -> Path:
     return folder
 
 
+def model_source(spec: ModelSpec) -> Path:
+    """The local folder ``from_pretrained`` reads for a spec (bundled: converted on first use)."""
+    kind = spec_kind(spec)
+    if kind == "bundled":
+        return bundled_model_dir()
+    if kind == "local":
+        return Path(spec.name).expanduser().resolve()
+    return _hub_snapshot(spec)
+
+
 def load_model(spec: ModelSpec) -> LoadedModel:
     """Load model + tokenizer on the resolved device/dtype, in eval mode."""
     import torch
@@ -260,13 +270,7 @@ def load_model(spec: ModelSpec) -> LoadedModel:
 
     identity = model_identity(spec)
     device, dtype = resolve_device_dtype(spec)
-    kind = identity["kind"]
-    if kind == "bundled":
-        source: str | Path = bundled_model_dir()
-    elif kind == "local":
-        source = Path(spec.name).expanduser().resolve()
-    else:
-        source = _hub_snapshot(spec)
+    source = model_source(spec)
     kwargs = {"trust_remote_code": spec.trust_remote_code, "local_files_only": True}
     try:
         config = AutoConfig.from_pretrained(source, **kwargs)

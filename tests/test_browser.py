@@ -9,6 +9,7 @@ README uses (``assets/compare.png``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -76,6 +77,22 @@ def app_url(isolated_cache):
         log.close()
 
 
+@contextlib.contextmanager
+def app_page(url: str, width: int, height: int):
+    """A Chromium page on the app's first page (Data & model), closed afterwards."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.goto(url, timeout=60_000)
+            page.get_by_role("heading", name="Data & model").wait_for(timeout=120_000)
+            yield page
+        finally:
+            browser.close()
+
+
 def wait_until(check, timeout: float, what: str, poll: float = 0.5):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -117,70 +134,62 @@ def mads_points(page) -> int:
 
 
 def test_first_time_user_reaches_compare_moves_the_budget_and_links_the_maps(app_url):
-    from playwright.sync_api import sync_playwright
+    with app_page(app_url, 1440, 1500) as page:
+        wait_until(lambda: "Bundled demo default" in page.inner_text("body"), 120, "the demo preview")
+        no_exception(page)
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1440, "height": 1500})
-            page.goto(app_url, timeout=60_000)
-            page.get_by_role("heading", name="Data & model").wait_for(timeout=120_000)
-            wait_until(lambda: "Bundled demo default" in page.inner_text("body"), 120, "the demo preview")
-            no_exception(page)
+        page.get_by_test_id("stSidebarNavItems").get_by_role("link", name="Compare").click()
+        wait_until(lambda: page.locator(".js-plotly-plot").count() >= 6, FIRST_COMPARE_S,
+                   "the Compare charts (maps, coverage, gains, metrics, categories)")
+        no_exception(page)
+        body = page.inner_text("body")
+        for label in ("MADS", "random", "k-center TF-IDF", "k-center embeddings", "Neuron coverage vs budget"):
+            assert label in body
+        before = budget_caption(page)
+        assert "(10.0%)" in before
 
-            page.get_by_test_id("stSidebarNavItems").get_by_role("link", name="Compare").click()
-            wait_until(lambda: page.locator(".js-plotly-plot").count() >= 6, FIRST_COMPARE_S,
-                       "the Compare charts (maps, coverage, gains, metrics, categories)")
-            no_exception(page)
-            body = page.inner_text("body")
-            for label in ("MADS", "random", "k-center TF-IDF", "k-center embeddings", "Neuron coverage vs budget"):
-                assert label in body
-            before = budget_caption(page)
-            assert "(10.0%)" in before
+        slider = page.get_by_role("slider").first
+        slider.focus()
+        for _ in range(50):  # +0.1% per key press
+            slider.press("ArrowRight")
+        after = settled(page, before)
+        k_before = int(re.search(r"k = ([\d,]+)", before).group(1).replace(",", ""))
+        k_after = int(re.search(r"k = ([\d,]+)", after).group(1).replace(",", ""))
+        assert k_after > k_before
+        # the map shows exactly the current budget's picks
+        wait_until(lambda: mads_points(page) == k_after, 60, f"the map to show {k_after} MADS picks")
+        no_exception(page)
 
-            slider = page.get_by_role("slider").first
-            slider.focus()
-            for _ in range(50):  # +0.1% per key press
-                slider.press("ArrowRight")
-            after = settled(page, before)
-            k_before = int(re.search(r"k = ([\d,]+)", before).group(1).replace(",", ""))
-            k_after = int(re.search(r"k = ([\d,]+)", after).group(1).replace(",", ""))
-            assert k_after > k_before
-            # the map shows exactly the current budget's picks
-            wait_until(lambda: mads_points(page) == k_after, 60, f"the map to show {k_after} MADS picks")
-            no_exception(page)
+        # lasso around a MADS point of the fingerprint map: the same samples get ringed in the text map
+        plot = page.locator(".js-plotly-plot").first
+        plot.scroll_into_view_if_needed()
+        time.sleep(1)
+        xy = page.evaluate("""() => {
+            const gd = document.querySelectorAll('.js-plotly-plot')[0];
+            const tr = gd._fullData.find(t => (t.name || '').startsWith('MADS'));
+            const fl = gd._fullLayout, r = gd.getBoundingClientRect();
+            return {x: r.left + fl._size.l + fl.xaxis.l2p(tr.x[0]), y: r.top + fl._size.t + fl.yaxis.l2p(tr.y[0])};
+        }""")
+        r = 25
+        page.mouse.move(xy["x"] - r, xy["y"] - r)
+        page.mouse.down()
+        for dx, dy in ((r, -r), (r, r), (-r, r), (-r, -r)):
+            page.mouse.move(xy["x"] + dx, xy["y"] + dy, steps=8)
+        page.mouse.up()
+        wait_until(lambda: "Linked selection:" in page.inner_text("body"), 60, "the linked selection")
+        wait_until(lambda: page.evaluate(
+            "() => { const gd = document.querySelectorAll('.js-plotly-plot')[1];"
+            " return !!(gd && gd._fullData && gd._fullData.some(t => (t.name || '').startsWith('linked'))); }"),
+            60, "the linked samples to be ringed in the text map")
+        no_exception(page)
 
-            # lasso around a MADS point of the fingerprint map: the same samples get ringed in the text map
-            plot = page.locator(".js-plotly-plot").first
-            plot.scroll_into_view_if_needed()
-            time.sleep(1)
-            xy = page.evaluate("""() => {
-                const gd = document.querySelectorAll('.js-plotly-plot')[0];
-                const tr = gd._fullData.find(t => (t.name || '').startsWith('MADS'));
-                const fl = gd._fullLayout, r = gd.getBoundingClientRect();
-                return {x: r.left + fl._size.l + fl.xaxis.l2p(tr.x[0]), y: r.top + fl._size.t + fl.yaxis.l2p(tr.y[0])};
-            }""")
-            r = 25
-            page.mouse.move(xy["x"] - r, xy["y"] - r)
-            page.mouse.down()
-            for dx, dy in ((r, -r), (r, r), (-r, r), (-r, -r)):
-                page.mouse.move(xy["x"] + dx, xy["y"] + dy, steps=8)
-            page.mouse.up()
-            wait_until(lambda: "Linked selection:" in page.inner_text("body"), 60, "the linked selection")
-            wait_until(lambda: page.evaluate(
-                "() => { const gd = document.querySelectorAll('.js-plotly-plot')[1];"
-                " return !!(gd && gd._fullData && gd._fullData.some(t => (t.name || '').startsWith('linked'))); }"),
-                60, "the linked samples to be ringed in the text map")
-            no_exception(page)
+        page.locator(".main, [data-testid='stMain']").first.evaluate("el => el.scrollTo(0, 0)")
+        page.get_by_role("heading", name="Compare selections").scroll_into_view_if_needed()
+        time.sleep(1)
+        SCREENSHOT.parent.mkdir(exist_ok=True)
+        page.screenshot(path=str(SCREENSHOT))
+        assert SCREENSHOT.stat().st_size > 20_000
 
-            page.locator(".main, [data-testid='stMain']").first.evaluate("el => el.scrollTo(0, 0)")
-            page.get_by_role("heading", name="Compare selections").scroll_into_view_if_needed()
-            time.sleep(1)
-            SCREENSHOT.parent.mkdir(exist_ok=True)
-            page.screenshot(path=str(SCREENSHOT))
-            assert SCREENSHOT.stat().st_size > 20_000
-        finally:
-            browser.close()
 
 
 TEACH_SCREENSHOT = ROOT / "assets" / "teach.png"
@@ -188,27 +197,19 @@ TEACH_SCREENSHOT = ROOT / "assets" / "teach.png"
 
 def test_teaching_page_mid_walk_at_presenter_size(app_url):
     """'How MADS chooses' at 1280x720: step twice with the buttons, screenshot mid-walk."""
-    from playwright.sync_api import sync_playwright
+    with app_page(app_url, 1280, 720) as page:
+        page.get_by_test_id("stSidebarNavItems").get_by_role("link", name="How MADS chooses").click()
+        page.get_by_role("heading", name="How MADS chooses").wait_for(timeout=120_000)
+        step = page.get_by_role("button", name=re.compile("Step"))
+        step.wait_for(timeout=600_000)
+        wait_until(lambda: page.locator(".js-plotly-plot").count() >= 1, 600, "the fingerprint grid")
+        for expected in (1, 2):
+            step.click()
+            wait_until(lambda e=expected: f"Pick {e}:" in page.inner_text("body"), 60, f"pick {expected}")
+        no_exception(page)
+        page.mouse.move(2, 700)  # no tooltip over the title in the screenshot
+        time.sleep(1.5)
+        TEACH_SCREENSHOT.parent.mkdir(exist_ok=True)
+        page.screenshot(path=str(TEACH_SCREENSHOT))
+        assert TEACH_SCREENSHOT.stat().st_size > 20_000
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 720})
-            page.goto(app_url, timeout=60_000)
-            page.get_by_role("heading", name="Data & model").wait_for(timeout=120_000)
-            page.get_by_test_id("stSidebarNavItems").get_by_role("link", name="How MADS chooses").click()
-            page.get_by_role("heading", name="How MADS chooses").wait_for(timeout=120_000)
-            step = page.get_by_role("button", name=re.compile("Step"))
-            step.wait_for(timeout=600_000)
-            wait_until(lambda: page.locator(".js-plotly-plot").count() >= 1, 600, "the fingerprint grid")
-            for expected in (1, 2):
-                step.click()
-                wait_until(lambda e=expected: f"Pick {e}:" in page.inner_text("body"), 60, f"pick {expected}")
-            no_exception(page)
-            page.mouse.move(2, 700)  # no tooltip over the title in the screenshot
-            time.sleep(1.5)
-            TEACH_SCREENSHOT.parent.mkdir(exist_ok=True)
-            page.screenshot(path=str(TEACH_SCREENSHOT))
-            assert TEACH_SCREENSHOT.stat().st_size > 20_000
-        finally:
-            browser.close()

@@ -112,9 +112,7 @@ with st.expander("Map settings (UMAP)"):
 
 # ---------------------------------------------------------------- compute (cached)
 
-fp = ui.ensure_fingerprints(ds, s, auto=True)
-if fp is None:
-    st.stop()
+fp = ui.require_fingerprints(ds, s)
 emb = ui.embeddings(ds)
 sels: dict[str, Selection] = ui.selections(methods, ds, fp, k, emb)
 picked = {m: np.asarray(sel.ranking[:k]) for m, sel in sels.items()}

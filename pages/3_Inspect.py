@@ -20,9 +20,7 @@ st.title("Inspect the picks")
 s = ui.settings()
 ds = ui.dataset(s)
 n = len(ds)
-fp = ui.ensure_fingerprints(ds, s, auto=True)
-if fp is None:
-    st.stop()
+fp = ui.require_fingerprints(ds, s)
 
 methods, _, _ = ui.method_state()
 k = ui.budget_control(n, "inspect")

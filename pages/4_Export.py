@@ -23,9 +23,7 @@ st.title("Export the subset")
 s = ui.settings()
 ds = ui.dataset(s)
 n = len(ds)
-fp = ui.ensure_fingerprints(ds, s, auto=True)
-if fp is None:
-    st.stop()
+fp = ui.require_fingerprints(ds, s)
 
 methods, select_config, method_settings = ui.method_state()
 k = ui.budget_control(n, "export")

@@ -250,6 +250,14 @@ def ensure_fingerprints(ds: Dataset, s: session.AppSettings, auto: bool = True) 
     return compute_fingerprints(ds, s)
 
 
+def require_fingerprints(ds: Dataset, s: session.AppSettings) -> Fingerprints:
+    """Fingerprints for a page that cannot draw without them: computed if missing, else the page stops."""
+    fp = ensure_fingerprints(ds, s, auto=True)
+    if fp is None:
+        st.stop()
+    return fp
+
+
 # ---------------------------------------------------------------- embeddings
 
 

@@ -14,7 +14,7 @@ import streamlit as st
 
 from mads_core import session
 from mads_core.config import FingerprintConfig, ModelSpec
-from mads_core.demo import DEMO_PRESETS
+from mads_core.data.demo import DEMO_PRESETS
 
 ROOT = Path(__file__).resolve().parent
 DATA_SOURCES = ("Bundled demo", "Upload a file", "Local path")

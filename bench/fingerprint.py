@@ -27,8 +27,8 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 
 from mads_core.config import FingerprintConfig, ModelSpec  # noqa: E402
-from mads_core.demo import load_demo  # noqa: E402
-from mads_core.fingerprint import (  # noqa: E402
+from mads_core.data.demo import load_demo  # noqa: E402
+from mads_core.model.fingerprint import (  # noqa: E402
     ActivationRecorder,
     encode_sample,
     fingerprint_batch,
@@ -36,7 +36,7 @@ from mads_core.fingerprint import (  # noqa: E402
     make_batch,
     pad_token_id,
 )
-from mads_core.models import load_model  # noqa: E402
+from mads_core.model.models import load_model  # noqa: E402
 
 
 def batches_in(order, encoded, batch_size, pad_id):

@@ -50,15 +50,15 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from mads_core.config import FingerprintConfig, ModelSpec, SelectConfig  # noqa: E402
-from mads_core.demo import load_demo  # noqa: E402
+from mads_core.data.demo import load_demo  # noqa: E402
 from mads_core.distributed import (  # noqa: E402
     coverage_ratio,
     fingerprint_dataset_ray,
     greedi_select,
     ray_session,
 )
-from mads_core.fingerprint import RunStats, fingerprint_dataset  # noqa: E402
-from mads_core.select import select_mads  # noqa: E402
+from mads_core.model.fingerprint import RunStats, fingerprint_dataset  # noqa: E402
+from mads_core.select.greedy import select_mads  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
 BUDGETS = (0.05, 0.10, 0.15)

@@ -1,4 +1,4 @@
-"""Benchmark of the MADS coverage greedy (``mads_core.select``) and two peer libraries.
+"""Benchmark of the MADS coverage greedy (``mads_core.select.greedy``) and two peer libraries.
 
 Run it in the benchmark venv (bench/README.md, "select"):
 
@@ -44,9 +44,9 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mads_core import bitops  # noqa: E402
 from mads_core.config import SelectConfig  # noqa: E402
-from mads_core.select import select_mads  # noqa: E402
+from mads_core.select import bitops  # noqa: E402
+from mads_core.select.greedy import select_mads  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
 GEN_VERSION = 1

@@ -14,8 +14,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .config import FingerprintConfig, ModelSpec
-from .data import DataError, Dataset
+from mads_core.config import FingerprintConfig, ModelSpec
+from mads_core.data.loader import DataError, Dataset
 
 EXIT_BAD_INPUT = 2
 
@@ -90,7 +90,7 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
 
 
 def dataset_from_args(args: argparse.Namespace) -> Dataset:
-    from .pipeline import load_data
+    from mads_core.pipeline import load_data
 
     return load_data(
         args.data,
@@ -111,7 +111,7 @@ def parse_budget(text: str) -> int | float:
 
 
 def add_select_args(parser: argparse.ArgumentParser) -> None:
-    from .config import SelectConfig
+    from mads_core.config import SelectConfig
 
     d = SelectConfig()
     g = parser.add_argument_group("MADS selection settings (see SelectConfig)")
@@ -124,7 +124,7 @@ def add_select_args(parser: argparse.ArgumentParser) -> None:
 
 
 def select_config_from_args(args: argparse.Namespace):
-    from .config import SelectConfig
+    from mads_core.config import SelectConfig
 
     return SelectConfig(
         continuation=args.continuation,
@@ -180,7 +180,7 @@ def tqdm_progress(desc: str) -> tuple[Callable[[int, int], None], Callable[[], N
 
 def compute_fingerprints(args: argparse.Namespace, dataset: Dataset, quiet: bool = False):
     """Fingerprints for the CLI's settings (cache first), with a progress bar."""
-    from .fingerprint import RunStats, fingerprint_dataset
+    from mads_core.model.fingerprint import RunStats, fingerprint_dataset
 
     stats = RunStats()
     progress, close = tqdm_progress("fingerprinting") if not quiet else (None, lambda: None)
@@ -194,7 +194,7 @@ def compute_fingerprints(args: argparse.Namespace, dataset: Dataset, quiet: bool
     spec, config = model_spec_from_args(args), fingerprint_config_from_args(args)
     try:
         if getattr(args, "engine", "local") == "ray":
-            from .distributed import fingerprint_dataset_ray
+            from mads_core.distributed import fingerprint_dataset_ray
 
             fp = fingerprint_dataset_ray(
                 dataset,
@@ -274,9 +274,9 @@ def cmd_fingerprint(args: argparse.Namespace) -> int:
 
 
 def cmd_select(args: argparse.Namespace) -> int:
-    from .export import export_selection
-    from .pipeline import method_needs, run_method
-    from .select import resolve_budget
+    from mads_core.data.export import export_selection
+    from mads_core.pipeline import method_needs, run_method
+    from mads_core.select.greedy import resolve_budget
 
     dataset = dataset_from_args(args)
     budget = parse_budget(args.budget)
@@ -295,9 +295,9 @@ def cmd_select(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .metrics import metrics_table
-    from .pipeline import METHODS, dataset_embeddings_cached, run_method
-    from .select import resolve_budget
+    from mads_core.analysis.metrics import metrics_table
+    from mads_core.pipeline import METHODS, dataset_embeddings_cached, run_method
+    from mads_core.select.greedy import resolve_budget
 
     dataset = dataset_from_args(args)
     budgets = [parse_budget(b) for b in args.budgets.split(",") if b.strip()]
@@ -333,7 +333,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     )
     text = table.to_csv(index=False, float_format="%.6g", lineterminator="\n")
     if args.out:
-        from .export import write_atomic
+        from mads_core.data.export import write_atomic
 
         write_atomic(args.out, text.encode("utf-8"))
         print(f"report -> {args.out}")
@@ -356,7 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     fp.add_argument("--json", action="store_true", help="print one JSON line instead of text")
     fp.set_defaults(func=cmd_fingerprint)
 
-    from .pipeline import METHODS
+    from mads_core.pipeline import METHODS
 
     sel = sub.add_parser("select", help="rank with one method and export the subset + manifest")
     add_data_args(sel)
@@ -379,8 +379,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .fingerprint import FingerprintError
-    from .models import ModelError
+    from mads_core.model.fingerprint import FingerprintError
+    from mads_core.model.models import ModelError
 
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -140,7 +140,7 @@ SELECT_WEIGHTINGS = ("uniform", "idf")
 
 @dataclass(frozen=True)
 class SelectConfig:
-    """How the MADS coverage greedy ranks samples (see ``mads_core.select``).
+    """How the MADS coverage greedy ranks samples (see ``mads_core.select.greedy``).
 
     The objective is coverage of a ground set of *elements* (neurons, or neuron x
     activation-level pairs for ``continuation="states"``): a sample's gain is the total

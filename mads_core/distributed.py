@@ -1,6 +1,6 @@
 """Scale-out engine (Ray): sharded fingerprinting and two-stage (GreeDi) selection.
 
-Fingerprinting. The job is split by :func:`mads_core.fingerprint.plan_chunks` into
+Fingerprinting. The job is split by :func:`mads_core.model.fingerprint.plan_chunks` into
 deterministic shards that are exactly the local engine's cache chunks (the
 length-sorted order cut every ``chunk_size`` samples). Shards missing from the cache
 go through a Ray Data pipeline: ``map_batches`` with a stateful class
@@ -42,9 +42,9 @@ from typing import Any
 
 import numpy as np
 
-from .config import FingerprintConfig, ModelSpec, SelectConfig, canonical_json, sha256_text
-from .data import Dataset
-from .fingerprint import (
+from mads_core.config import FingerprintConfig, ModelSpec, SelectConfig, canonical_json, sha256_text
+from mads_core.data.loader import Dataset
+from mads_core.model.fingerprint import (
     DEFAULT_CHUNK_SIZE,
     ActivationRecorder,
     FingerprintError,
@@ -59,8 +59,8 @@ from .fingerprint import (
     plan_chunks,
     result_meta,
 )
-from .models import model_identity
-from .store import artifact_dir, load_arrays
+from mads_core.model.models import model_identity
+from mads_core.model.store import artifact_dir, load_arrays
 
 # Test-only fault injection: path of a marker file. The first worker to start a shard
 # while the marker does not exist creates it and dies (os._exit) after its first batch.
@@ -122,7 +122,7 @@ def driver_model_view(spec: ModelSpec, config: FingerprintConfig) -> tuple[Any, 
     import torch
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
 
-    from .models import _is_causal, model_source
+    from mads_core.model.models import _is_causal, model_source
 
     source = model_source(spec)
     kwargs = {"trust_remote_code": spec.trust_remote_code, "local_files_only": True}
@@ -158,7 +158,7 @@ class ShardWorker:
     ) -> None:
         import torch
 
-        from .models import load_model
+        from mads_core.model.models import load_model
 
         if threads > 0:
             torch.set_num_threads(threads)
@@ -251,7 +251,7 @@ def fingerprint_dataset_ray(
     max_retries: int = 3,
     num_cpus: int | None = None,
 ) -> Fingerprints:
-    """Like :func:`mads_core.fingerprint.fingerprint_dataset`, shards computed by Ray actors.
+    """Like :func:`mads_core.model.fingerprint.fingerprint_dataset`, shards computed by Ray actors.
 
     address: Ray cluster to join (``ray://...`` or ``host:port``); None starts a local
         instance (``num_cpus`` CPUs, default all) unless one is already running.
@@ -406,7 +406,7 @@ def _limit_threads(threads: int | None) -> None:
 def _stage_counts(source: _Rows | np.ndarray, rows: np.ndarray, n_planes: int,
                   threads: int | None = None) -> np.ndarray:
     """(P, W*64) firing counts of one partition (summed by the driver into global counts)."""
-    from . import bitops
+    from mads_core.select import bitops
 
     _limit_threads(threads)
     mat = source if isinstance(source, np.ndarray) else source.take(rows, n_planes)
@@ -425,7 +425,7 @@ def _stage_greedy(
     threads: int | None = None,
 ) -> tuple[np.ndarray, Any]:
     """Exact greedy on some rows: (picks as ids from ``rows``, the stage's Selection over local rows)."""
-    from .select import select_mads
+    from mads_core.select.greedy import select_mads
 
     _limit_threads(threads)
     mat = source if isinstance(source, np.ndarray) else source.take(rows, n_planes)
@@ -459,7 +459,7 @@ def greedi_select(
     num_cpus: int | None = None,
     cpus_per_task: int = 1,
 ):
-    """Two-stage distributed MADS selection (GreeDi); returns a :class:`mads_core.select.Selection`.
+    """Two-stage distributed MADS selection (GreeDi); returns a :class:`mads_core.select.greedy.Selection`.
 
     data: (N, W) packed bits in memory (``planes`` (P, N, W) too for "states"), or a
         :class:`Fingerprints` / its cache folder: then each Ray task memory-maps
@@ -479,8 +479,8 @@ def greedi_select(
         monotone submodular, so the guarantee holds for them up to saturation;
         "rounds" resets are per stage (a heuristic past the first round).
     """
-    from . import bitops
-    from .select import resolve_budget
+    from mads_core.select import bitops
+    from mads_core.select.greedy import resolve_budget
 
     config = config or SelectConfig()
     if config.weighting != "uniform":
@@ -507,7 +507,7 @@ def greedi_select(
         needs_counts = config.min_support > 1 or config.max_neuron_share < 1.0
         if needs_counts:
             counts = sum(run(_stage_counts, source, rows, n_planes) for rows in parts)
-            from .select import element_weights
+            from mads_core.select.greedy import element_weights
 
             valid = np.zeros(n_words * 64, dtype=bool)
             valid[:n_neurons] = True
@@ -621,7 +621,7 @@ def _executor(engine: str, address: str | None, num_cpus: int | None, cpus_per_t
 
 def coverage_ratio(approx, exact, budgets: Sequence[float | int]) -> dict[str, float]:
     """Plain union coverage of ``approx`` over ``exact`` at each budget (prefixes of both rankings)."""
-    from .select import resolve_budget
+    from mads_core.select.greedy import resolve_budget
 
     out = {}
     for b in budgets:

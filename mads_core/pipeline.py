@@ -13,12 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from .baselines import BASELINES
-from .config import SelectConfig
-from .data import Dataset, load_records
-from .demo import load_demo
-from .fingerprint import Fingerprints
-from .select import Selection, select_mads
+from mads_core.config import SelectConfig
+from mads_core.data.demo import load_demo
+from mads_core.data.loader import Dataset, load_records
+from mads_core.model.fingerprint import Fingerprints
+from mads_core.select.baselines import BASELINES
+from mads_core.select.greedy import Selection, select_mads
 
 METHODS: tuple[str, ...] = ("mads", *BASELINES)
 METHOD_DESCRIPTIONS: dict[str, str] = {
@@ -102,6 +102,6 @@ def run_method(
 
 def dataset_embeddings_cached(dataset: Dataset, cache: str | Path | None = None, progress: Any = None) -> np.ndarray:
     """Sentence embeddings of the dataset (bundled MiniLM), from the cache when present."""
-    from .embed import dataset_embeddings
+    from mads_core.model.embed import dataset_embeddings
 
     return dataset_embeddings(dataset, cache_root=cache, progress=progress)

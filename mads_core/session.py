@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .config import FingerprintConfig, ModelSpec, SelectConfig, canonical_json, sha256_text
-from .data import Dataset
-from .select import Selection, resolve_budget
-from .store import cache_root
+from mads_core.config import FingerprintConfig, ModelSpec, SelectConfig, canonical_json, sha256_text
+from mads_core.data.loader import Dataset
+from mads_core.model.store import cache_root
+from mads_core.select.greedy import Selection, resolve_budget
 
 METHODS: tuple[str, ...] = ("mads", "random", "kcenter-tfidf", "kcenter-embed", "kmeans-embed", "kcenter-act")
 DEFAULT_METHODS: tuple[str, ...] = ("mads", "random", "kcenter-tfidf", "kcenter-embed")
@@ -92,7 +92,7 @@ class DataChoice:
 
 def load_choice(choice: DataChoice) -> Dataset:
     """Load the chosen dataset with the CLI's own rule (``pipeline.load_data``)."""
-    from .pipeline import load_data
+    from mads_core.pipeline import load_data
 
     if choice.kind == "path" and not choice.path.strip():
         raise ValueError("no data file given: enter a path or upload a file in the sidebar")
@@ -143,7 +143,7 @@ class AppSettings:
 
 def parse_layers(text: str) -> tuple[int, ...] | None:
     """'all' / '' -> None; '0,5,10' and ranges '0-9,20' -> tuple (ValueError with a clear message)."""
-    from .cli import parse_layers as cli_parse_layers
+    from mads_core.cli import parse_layers as cli_parse_layers
 
     layers = cli_parse_layers(text)
     if layers is not None and not layers:
@@ -153,7 +153,7 @@ def parse_layers(text: str) -> tuple[int, ...] | None:
 
 def parse_levels(text: str) -> tuple[float, ...]:
     """'3.0,4.0' -> (3.0, 4.0); '' or 'none' -> ()."""
-    from .cli import parse_floats
+    from mads_core.cli import parse_floats
 
     return parse_floats(text, "levels")
 
@@ -329,7 +329,7 @@ def run_method(
     Sharing the dispatcher is what makes an app export and ``python -m mads_core select``
     byte-identical. ``method_settings`` carries the baselines' seed.
     """
-    from . import pipeline
+    from mads_core import pipeline
 
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
@@ -342,7 +342,7 @@ def model_record(method: str, fingerprints: Any) -> dict[str, Any] | None:
     """What an export's manifest records about the model (as the CLI does): None for text-only methods."""
     if method not in NEEDS_FINGERPRINTS or fingerprints is None:
         return None
-    from .cli import model_record as cli_model_record
+    from mads_core.cli import model_record as cli_model_record
 
     return cli_model_record(fingerprints)
 

@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from mads_core import plots
 from mads_core.config import FingerprintConfig
-from mads_core.data import detect_fields
-from mads_core.demo import DEMO_PRESETS, estimate_tokens
-from mads_core.models import BUNDLED_NAME
+from mads_core.data.demo import DEMO_PRESETS, estimate_tokens
+from mads_core.data.loader import detect_fields
+from mads_core.model.models import BUNDLED_NAME
+from mads_core.views import plots
 from pages import _common as ui
 
 ui.page_setup(__file__)

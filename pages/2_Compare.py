@@ -6,9 +6,11 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from mads_core import metrics, plots, session
+from mads_core import session
+from mads_core.analysis import metrics
 from mads_core.config import SELECT_CONTINUATIONS, SELECT_WEIGHTINGS, SelectConfig
-from mads_core.select import Selection
+from mads_core.select.greedy import Selection
+from mads_core.views import plots
 from pages import _common as ui
 
 ui.page_setup(__file__)

@@ -6,10 +6,12 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from mads_core import metrics, plots, session
-from mads_core.data import Dataset
-from mads_core.fingerprint import Fingerprints
-from mads_core.select import Selection
+from mads_core import session
+from mads_core.analysis import metrics
+from mads_core.data.loader import Dataset
+from mads_core.model.fingerprint import Fingerprints
+from mads_core.select.greedy import Selection
+from mads_core.views import plots
 from pages import _common as ui
 
 ui.page_setup(__file__)

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from mads_core import export, plots, session
+from mads_core import session
+from mads_core.data import export
+from mads_core.views import plots
 from pages import _common as ui
 
 ui.page_setup(__file__)

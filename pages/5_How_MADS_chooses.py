@@ -1,7 +1,7 @@
 """How MADS chooses: the greedy replayed on 12 real samples and 60 real neurons, one pick at a time.
 
-Renders only: the instance, the walk and the figures come from ``mads_core.teach`` and
-``mads_core.teach_plots``. The step lives in ``st.session_state["teach_step"]`` (all
+Renders only: the instance, the walk and the figures come from ``mads_core.analysis.teach`` and
+``mads_core.views.teach_plots``. The step lives in ``st.session_state["teach_step"]`` (all
 keys of this page start with ``teach_``), so it survives a page switch. The instance
 uses the bundled model and default fingerprint settings whatever the sidebar says,
 so the lesson is the same for everyone; the continuation after saturation follows
@@ -17,9 +17,9 @@ import numpy as np
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
-from mads_core import teach
-from mads_core import teach_plots as tp
+from mads_core.analysis import teach
 from mads_core.config import SELECT_CONTINUATIONS, ModelSpec, SelectConfig
+from mads_core.views import teach_plots as tp
 from pages import _common as ui
 
 ui.page_setup(__file__)
@@ -40,7 +40,7 @@ CONT_NAMES = {"rounds": "rounds", "mcover": "m-cover", "states": "states", "none
 
 def _instance() -> teach.Instance:
     """The teaching instance: from memory, else from the disk caches, else computed once with a status."""
-    from mads_core.demo import load_demo
+    from mads_core.data.demo import load_demo
 
     with st.spinner("Loading the demo…"):
         demo = ui.memo("teach-demo", teach.DEMO_PRESET, lambda: load_demo(teach.DEMO_PRESET))
@@ -51,7 +51,7 @@ def _instance() -> teach.Instance:
         return found
     with st.status(f"Preparing the lesson: fingerprinting {teach.SAMPLE_COUNT} demo samples with SmolLM2 "
                    "(once; a few seconds)…", expanded=True) as status:
-        from mads_core.models import load_model
+        from mads_core.model.models import load_model
 
         spec = ModelSpec()
         with ui.guard("Could not load the model"), st.spinner("Loading SmolLM2…"):

@@ -22,13 +22,13 @@ import numpy as np
 import streamlit as st
 
 from mads_core import session
+from mads_core.analysis.project import Projection
 from mads_core.config import SelectConfig
-from mads_core.data import Dataset
-from mads_core.fingerprint import Fingerprints
-from mads_core.plots import method_label
-from mads_core.project import Projection
-from mads_core.select import Selection
-from mads_core.store import cache_root
+from mads_core.data.loader import Dataset
+from mads_core.model.fingerprint import Fingerprints
+from mads_core.model.store import cache_root
+from mads_core.select.greedy import Selection
+from mads_core.views.plots import method_label
 
 T = TypeVar("T")
 
@@ -146,7 +146,7 @@ def dataset(s: session.AppSettings) -> Dataset:
 
 
 def _model(spec: Any) -> Any:
-    from mads_core.models import load_model
+    from mads_core.model.models import load_model
 
     key = json.dumps(spec.__dict__, sort_keys=True)
     with st.spinner(f"Loading model {spec.name}…"):
@@ -159,7 +159,7 @@ def _fp_key(ds: Dataset, s: session.AppSettings) -> str:
 
 def cached_fingerprints(ds: Dataset, s: session.AppSettings) -> Fingerprints | None:
     """Fingerprints from memory or the disk cache; None when they must be computed (no model load)."""
-    from mads_core.fingerprint import cached_fingerprints as from_disk
+    from mads_core.model.fingerprint import cached_fingerprints as from_disk
 
     with guard("Could not check the fingerprint cache"):
         return memo("fingerprints", _fp_key(ds, s), lambda: from_disk(ds, s.model, s.fingerprint))
@@ -167,9 +167,9 @@ def cached_fingerprints(ds: Dataset, s: session.AppSettings) -> Fingerprints | N
 
 def chunks_kept(ds: Dataset, s: session.AppSettings) -> int:
     """Finished chunks of an interrupted fingerprint run waiting in the cache."""
-    from mads_core.fingerprint import fingerprint_key
-    from mads_core.models import model_identity
-    from mads_core.store import artifact_dir
+    from mads_core.model.fingerprint import fingerprint_key
+    from mads_core.model.models import model_identity
+    from mads_core.model.store import artifact_dir
 
     try:
         key = fingerprint_key(ds.content_hash(), model_identity(s.model), s.fingerprint)
@@ -185,7 +185,7 @@ def _stop() -> None:
 
 def compute_fingerprints(ds: Dataset, s: session.AppSettings) -> Fingerprints:
     """Run the model over the dataset with a live status (batches, samples/s, ETA) and a Stop button."""
-    from mads_core.fingerprint import fingerprint_dataset
+    from mads_core.model.fingerprint import fingerprint_dataset
 
     st.session_state[STOPPED] = False
     n, batch = len(ds), s.fingerprint.batch_size
@@ -263,8 +263,8 @@ def require_fingerprints(ds: Dataset, s: session.AppSettings) -> Fingerprints:
 
 def cached_embeddings(ds: Dataset) -> np.ndarray | None:
     """Sentence embeddings from memory or disk; None when they must be computed."""
-    from mads_core import embed
-    from mads_core.store import artifact_dir, load_arrays
+    from mads_core.model import embed
+    from mads_core.model.store import artifact_dir, load_arrays
 
     def load() -> np.ndarray | None:
         hit = load_arrays(artifact_dir(embed.CACHE_KIND, embed.embedding_key(ds)))
@@ -278,7 +278,7 @@ def cached_embeddings(ds: Dataset) -> np.ndarray | None:
 
 def embeddings(ds: Dataset) -> np.ndarray:
     """MiniLM embeddings of every sample (computed once with a progress bar, then cached on disk)."""
-    from mads_core.embed import dataset_embeddings
+    from mads_core.model.embed import dataset_embeddings
 
     emb = cached_embeddings(ds)
     if emb is not None:
@@ -337,7 +337,7 @@ def _project(kind: str, memo_key: str, run: Callable[..., Projection], ps: Proje
 
 
 def fingerprint_projection(fp: Fingerprints) -> Projection:
-    from mads_core.project import project_fingerprints
+    from mads_core.analysis.project import project_fingerprints
 
     ps = projection_settings()
     return _project("fingerprints", fp.key, project_fingerprints, ps, fp.n_samples, bits=fp.bits,
@@ -346,8 +346,8 @@ def fingerprint_projection(fp: Fingerprints) -> Projection:
 
 
 def embedding_projection(ds: Dataset, emb: np.ndarray) -> Projection:
-    from mads_core.embed import embedding_key
-    from mads_core.project import project_embeddings
+    from mads_core.analysis.project import project_embeddings
+    from mads_core.model.embed import embedding_key
 
     ps = projection_settings()
     key = embedding_key(ds)

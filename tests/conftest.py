@@ -7,7 +7,7 @@ import os
 import pytest
 
 from mads_core.config import ModelSpec
-from mads_core.data import Dataset
+from mads_core.data.loader import Dataset
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -32,7 +32,7 @@ def bundled_model():
     """The real bundled SmolLM2-135M-Instruct (converted once, then cached)."""
     import torch
 
-    from mads_core.models import load_model
+    from mads_core.model.models import load_model
 
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     return load_model(ModelSpec())

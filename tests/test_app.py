@@ -21,10 +21,11 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from mads_core import metrics, session
-from mads_core.bitops import pack_bits
+from mads_core import session
+from mads_core.analysis import metrics
 from mads_core.cli import build_parser, fingerprint_config_from_args, select_config_from_args
 from mads_core.config import FingerprintConfig, ModelSpec, SelectConfig
+from mads_core.select.bitops import pack_bits
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 420  # first Compare run in a fresh process compiles UMAP (~30 s on 2 busy cores)
@@ -38,9 +39,9 @@ def demo():
     """The default demo with its fingerprints and embeddings in the session cache."""
     import torch
 
-    from mads_core.demo import load_demo
-    from mads_core.embed import dataset_embeddings
-    from mads_core.fingerprint import fingerprint_dataset
+    from mads_core.data.demo import load_demo
+    from mads_core.model.embed import dataset_embeddings
+    from mads_core.model.fingerprint import fingerprint_dataset
 
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     ds = load_demo()
@@ -357,7 +358,7 @@ def test_union_coverage_newly_covered_would_add_and_nearest_on_hand_made_bits():
     bits = pack_bits(fired)
     ranking = np.array([2, 1, 3, 0])
     np.testing.assert_array_equal(session.union_coverage(bits, ranking, 130, chunk=2), [4, 5, 6, 6])
-    from mads_core.select import Selection
+    from mads_core.select.greedy import Selection
 
     sel = Selection("random", 4, ranking, np.full(4, np.nan), np.full(4, np.nan), np.zeros(4, np.int32))
     assert session.newly_covered(sel, bits, 130, 1).tolist() == [2]

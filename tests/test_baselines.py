@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from mads_core.baselines import (
+from mads_core.data.loader import Dataset
+from mads_core.select.baselines import (
     BASELINES,
     kcenter_greedy,
     select_kcenter_act,
@@ -18,9 +19,8 @@ from mads_core.baselines import (
     select_random,
     tfidf_matrix,
 )
-from mads_core.bitops import pack_bits
-from mads_core.data import Dataset
-from mads_core.select import Selection
+from mads_core.select.bitops import pack_bits
+from mads_core.select.greedy import Selection
 
 
 def text_dataset(texts: list[str]) -> Dataset:

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mads_core.data import DataError, Dataset, LoadReport, detect_fields, load_records
+from mads_core.data.loader import DataError, Dataset, LoadReport, detect_fields, load_records
 
 ALPACA = [
     {"instruction": "Name a colour.", "input": "", "output": "Blue.", "category": "easy", "extra": 1},

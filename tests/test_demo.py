@@ -9,7 +9,7 @@ from collections import Counter
 
 import pytest
 
-from mads_core.demo import (
+from mads_core.data.demo import (
     DEFAULT_EVALS_TASKS,
     DEMO_PRESETS,
     EVALS_EXCLUDED,
@@ -130,7 +130,7 @@ def test_evals_ideal_list_takes_first_item() -> None:
 
 def test_packages_are_located_without_importing_them() -> None:
     code = (
-        "import sys, mads_core.demo as d; d.load_demo('default'); "
+        "import sys, mads_core.data.demo as d; d.load_demo('default'); "
         "print(sorted(m for m in ('ifbench', 'evals', 'chatterbot_corpus') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -140,7 +140,7 @@ def test_packages_are_located_without_importing_them() -> None:
 def test_unknown_demo_and_missing_package() -> None:
     with pytest.raises(ValueError, match="unknown demo"):
         load_demo("nope")
-    from mads_core.data import DataError
+    from mads_core.data.loader import DataError
 
     with pytest.raises(DataError, match="pip install --no-deps no-such-dist"):
         package_dir("no_such_module_xyz", "no-such-dist")

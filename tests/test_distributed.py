@@ -8,11 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mads_core import bitops
 from mads_core.cli import main
 from mads_core.config import FingerprintConfig, ModelSpec, SelectConfig
 from mads_core.distributed import CRASH_ONCE_ENV_VAR, coverage_ratio, greedi_select, packed_bytes
-from mads_core.fingerprint import (
+from mads_core.model.fingerprint import (
     ActivationRecorder,
     batch_spans,
     compute_chunk,
@@ -20,9 +19,10 @@ from mads_core.fingerprint import (
     fingerprint_key,
     plan_chunks,
 )
-from mads_core.models import model_identity
-from mads_core.select import naive_greedy, select_mads
-from mads_core.store import artifact_dir, save_arrays
+from mads_core.model.models import model_identity
+from mads_core.model.store import artifact_dir, save_arrays
+from mads_core.select import bitops
+from mads_core.select.greedy import naive_greedy, select_mads
 
 LAYERS = (0, 1, 2, 3)
 CHUNK = 4
@@ -43,7 +43,7 @@ def skewed_bits(n: int, d: int, seed: int) -> np.ndarray:
 
 def demo_subset(path: Path, n: int = 12):
     """Every 62nd record of the default demo (spread over its sources), as chat JSONL."""
-    from mads_core.demo import load_demo
+    from mads_core.data.demo import load_demo
 
     ds = load_demo("default")
     sub = ds.subset(list(range(0, len(ds), len(ds) // n))[:n])

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mads_core import embed
-from mads_core.data import Dataset
-from mads_core.embed import dataset_embeddings, embed_texts, embedding_key, model_identity
+from mads_core.data.loader import Dataset
+from mads_core.model import embed
+from mads_core.model.embed import dataset_embeddings, embed_texts, embedding_key, model_identity
 
 SENTENCES = [
     "How do I bake a loaf of bread at home?",

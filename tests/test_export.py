@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mads_core.data import load_records
-from mads_core.export import export_selection, manifest_path_for, resolve_output
-from mads_core.select import Selection
+from mads_core.data.export import export_selection, manifest_path_for, resolve_output
+from mads_core.data.loader import load_records
+from mads_core.select.greedy import Selection
 
 ALPACA = [
     {"instruction": "Name a colour.", "input": "", "output": "Blue.", "category": "easy"},

@@ -9,7 +9,7 @@ import pytest
 from conftest import make_dataset
 
 from mads_core.config import FingerprintConfig, ModelSpec
-from mads_core.fingerprint import (
+from mads_core.model.fingerprint import (
     ActivationRecorder,
     EncodedSample,
     RunStats,
@@ -170,7 +170,7 @@ def test_second_run_is_a_cache_hit_without_loading_the_model(bundled_model, six_
     def no_model(*_a, **_k):
         raise AssertionError("a cache hit must not load the model")
 
-    monkeypatch.setattr("mads_core.fingerprint.load_model", no_model)
+    monkeypatch.setattr("mads_core.model.fingerprint.load_model", no_model)
     stats = RunStats()
     second = fingerprint_dataset(ds, ModelSpec(), cache=tmp_path, stats=stats)
     assert second.cache_hit and stats.chunks_computed == 0

@@ -7,9 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from mads_core.baselines import select_kcenter_embed, select_random
-from mads_core.bitops import pack_bits
-from mads_core.metrics import (
+from mads_core.analysis.metrics import (
     category_stats,
     coverage_curves,
     length_stats,
@@ -18,7 +16,9 @@ from mads_core.metrics import (
     overlap,
     text_diversity,
 )
-from mads_core.select import Selection
+from mads_core.select.baselines import select_kcenter_embed, select_random
+from mads_core.select.bitops import pack_bits
+from mads_core.select.greedy import Selection
 
 # 4 samples x 6 neurons in two layers of 3 (neurons 0-2, 3-5); neuron 5 never fires.
 FIRED = np.array([

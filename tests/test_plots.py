@@ -7,7 +7,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-from mads_core import plots
+from mads_core.views import plots
 
 
 def trace(fig: go.Figure, name_start: str):

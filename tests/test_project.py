@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mads_core.bitops import pack_bits
-from mads_core.project import (
+from mads_core.analysis.project import (
     MIN_UMAP_SAMPLES,
     array_hash,
     project_embeddings,
     project_fingerprints,
     svd_bits,
 )
+from mads_core.select.bitops import pack_bits
 
 D = 300
 

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mads_core import bitops
 from mads_core.config import SelectConfig
-from mads_core.select import IDF_SCALE, Selection, naive_greedy, resolve_budget, select_mads
+from mads_core.select import bitops
+from mads_core.select.greedy import IDF_SCALE, Selection, naive_greedy, resolve_budget, select_mads
 
 FIELDS = ("ranking", "gains", "coverage", "rounds", "newly_ptr", "newly_ids", "neurons_covered")
 

@@ -11,9 +11,9 @@ from test_cli import run_cli, write_alpaca_jsonl
 
 from mads_core.cli import main
 from mads_core.config import FingerprintConfig, ModelSpec, SelectConfig
-from mads_core.data import load_records
-from mads_core.demo import load_demo
-from mads_core.fingerprint import fingerprint_dataset
+from mads_core.data.demo import load_demo
+from mads_core.data.loader import load_records
+from mads_core.model.fingerprint import fingerprint_dataset
 from mads_core.pipeline import METHODS, run_method
 
 
@@ -58,7 +58,7 @@ def demo_setup(bundled_model):
 @pytest.mark.model
 def test_mads_covers_more_neurons_than_every_baseline_on_the_demo(demo_setup):
     """The issue's acceptance: MADS above every baseline on neuron coverage at 5/10/15%."""
-    from mads_core.metrics import coverage_curves
+    from mads_core.analysis.metrics import coverage_curves
 
     dataset, fp = demo_setup
     k = round(0.15 * len(dataset))

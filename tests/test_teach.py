@@ -2,7 +2,7 @@
 
 Every pick and gain the page shows is checked against a brute-force greedy written
 here, on the bool fingerprints unpacked independently from the cached fingerprints of
-the same rows — not against ``mads_core.teach``'s own replay.
+the same rows — not against ``mads_core.analysis.teach``'s own replay.
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from mads_core import teach
-from mads_core import teach_plots as tp
-from mads_core.baselines import kcenter_greedy
-from mads_core.bitops import unpack_bits
+from mads_core.analysis import teach
 from mads_core.config import FingerprintConfig, ModelSpec, SelectConfig
-from mads_core.select import naive_greedy
+from mads_core.select.baselines import kcenter_greedy
+from mads_core.select.bitops import unpack_bits
+from mads_core.select.greedy import naive_greedy
+from mads_core.views import teach_plots as tp
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "pages" / "5_How_MADS_chooses.py"
@@ -70,7 +70,7 @@ def brute_force(planes: np.ndarray, continuation: str = "rounds", m: int = 2) ->
 
 @pytest.fixture(scope="module")
 def demo():
-    from mads_core.demo import load_demo
+    from mads_core.data.demo import load_demo
 
     return load_demo(teach.DEMO_PRESET)
 
@@ -87,7 +87,7 @@ def instance(demo):
 @pytest.fixture(scope="module")
 def planes(demo, instance) -> np.ndarray:
     """(P, N, D) bool: the instance's rows fingerprinted again (a cache hit), unpacked here, sliced."""
-    from mads_core.fingerprint import fingerprint_dataset
+    from mads_core.model.fingerprint import fingerprint_dataset
 
     fp = fingerprint_dataset(demo.subset(instance.demo_rows), ModelSpec(), FingerprintConfig())
     assert fp.cache_hit

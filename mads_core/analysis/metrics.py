@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .select import Selection, resolve_budget
+from mads_core.select.greedy import Selection, resolve_budget
 
 _CHUNK = 4096
 

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from .select import Selection, resolve_budget
+from mads_core.select.greedy import Selection, resolve_budget
 
 EXPORT_VERSION = 1
 MANIFEST_SUFFIX = ".manifest.json"

@@ -15,7 +15,7 @@ current gain by submodularity; only a stale top of the priority queue is re-eval
 (popcount over packed uint64 words in numba; weighted gains use bit-sliced weights).
 When the still-counting elements fit in a quarter of the current words, the remaining
 rows are compacted to those elements, so later evaluations read less memory
-(``mads_core.bitops``). Setup passes (initial gains, firing counts, compaction) run in
+(``mads_core.select.bitops``). Setup passes (initial gains, firing counts, compaction) run in
 parallel; the lazy loop itself is sequential.
 
 Memory. Besides the input (read in place, memmaps included) the greedy holds O(N + D)
@@ -36,8 +36,8 @@ from typing import Any
 
 import numpy as np
 
-from mads_core import bitops
 from mads_core.config import SelectConfig
+from mads_core.select import bitops
 
 IDF_SCALE = 1024  # idf weights are integers in units of 1/1024 nat
 

@@ -1,6 +1,6 @@
 """Baseline selectors that MADS is compared against.
 
-Every selector returns a :class:`mads_core.select.Selection` (one ranking, one
+Every selector returns a :class:`mads_core.select.greedy.Selection` (one ranking, one
 gain per pick), so the app draws every method side by side and any budget is a
 prefix of the ranking.
 
@@ -34,9 +34,9 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
-from .bitops import ctz64, popcount64
-from .config import canonical_json, sha256_text
-from .select import Selection, resolve_budget
+from mads_core.config import canonical_json, sha256_text
+from mads_core.select.bitops import ctz64, popcount64
+from mads_core.select.greedy import Selection, resolve_budget
 
 # Fixed TF-IDF settings (recorded in each Selection's settings).
 TFIDF_SETTINGS: dict[str, Any] = {

@@ -9,12 +9,12 @@ describing it. Everything it draws comes from here (pure functions, no Streamlit
   ModelSpec(), FingerprintConfig())``, cached on disk like every fingerprint),
   and a readable slice of 60 of the model's 46,080 neurons.
 * **The MADS walk** (:func:`mads_walk`): the ranking is
-  :func:`mads_core.select.select_mads` on the sliced fingerprints (the real
+  :func:`mads_core.select.greedy.select_mads` on the sliced fingerprints (the real
   algorithm); the gain of every remaining candidate at every step is recomputed
   by :func:`candidate_gains` (a brute-force evaluation), and the walk checks that
   each pick is the highest gain with ties to the lowest row, as ``select`` promises.
 * **The text baseline** (:func:`kcenter_walk`): k-center on MiniLM sentence
-  embeddings (:func:`mads_core.baselines.kcenter_greedy`), with the distances it
+  embeddings (:func:`mads_core.select.baselines.kcenter_greedy`), with the distances it
   compares at every step recomputed by :func:`kcenter_scores`.
 
 Instance rules (deterministic, documented on the page):
@@ -47,11 +47,11 @@ from typing import Any
 
 import numpy as np
 
-from .baselines import kcenter_greedy
-from .bitops import pack_bits, unpack_bits
-from .config import FingerprintConfig, ModelSpec, SelectConfig, canonical_json, sha256_text
-from .data import Dataset
-from .select import Selection, select_mads
+from mads_core.config import FingerprintConfig, ModelSpec, SelectConfig, canonical_json, sha256_text
+from mads_core.data.loader import Dataset
+from mads_core.select.baselines import kcenter_greedy
+from mads_core.select.bitops import pack_bits, unpack_bits
+from mads_core.select.greedy import Selection, select_mads
 
 SAMPLE_COUNT = 12
 TARGET_CHARS = 100
@@ -232,7 +232,7 @@ def build_instance(demo: Dataset, rows: np.ndarray, fp: Any, embeddings: np.ndar
                    n_neurons: int = NEURON_COUNT) -> Instance:
     """Assemble the instance from the demo, its chosen rows, their fingerprints and embeddings.
 
-    ``fp`` is the :class:`mads_core.fingerprint.Fingerprints` of ``demo.subset(rows)``.
+    ``fp`` is the :class:`mads_core.model.fingerprint.Fingerprints` of ``demo.subset(rows)``.
     """
     rows = np.asarray(rows, dtype=np.int64)
     all_planes = unpack_bits(np.asarray(fp.planes), fp.n_neurons)
@@ -273,9 +273,9 @@ def load_instance(
     loaded then); otherwise they are computed (a few seconds for 12 short samples) and
     cached. ``loaded`` reuses an already loaded model.
     """
-    from .demo import load_demo
-    from .embed import dataset_embeddings
-    from .fingerprint import fingerprint_dataset
+    from mads_core.data.demo import load_demo
+    from mads_core.model.embed import dataset_embeddings
+    from mads_core.model.fingerprint import fingerprint_dataset
 
     demo = demo if demo is not None else load_demo(DEMO_PRESET)
     rows = choose_rows(demo)
@@ -287,9 +287,9 @@ def load_instance(
 
 def cached_instance(demo: Dataset, cache: str | Path | None = None) -> Instance | None:
     """The instance when its fingerprints and embeddings are both cached on disk, else None (no model load)."""
-    from . import embed
-    from .fingerprint import cached_fingerprints
-    from .store import artifact_dir, load_arrays
+    from mads_core.model import embed
+    from mads_core.model.fingerprint import cached_fingerprints
+    from mads_core.model.store import artifact_dir, load_arrays
 
     rows = choose_rows(demo)
     sub = demo.subset(rows)

@@ -40,7 +40,17 @@ from typing import Any, NamedTuple
 
 import yaml
 
-from .data import Assembler, DataError, Dataset, RecordError, Sample, chat_turns, content_id, evals_turns, turns_key
+from mads_core.data.loader import (
+    Assembler,
+    DataError,
+    Dataset,
+    RecordError,
+    Sample,
+    chat_turns,
+    content_id,
+    evals_turns,
+    turns_key,
+)
 
 EVALS_EXCLUDED = frozenset(
     {"text_compression", "steganography", "schelling_point", "ballots", "sandbagging", "theory_of_mind",
@@ -82,7 +92,7 @@ class DemoPreset(NamedTuple):
     """A demo dataset: what it is, its samples (after exact-duplicate removal) and categories.
 
     ``size`` and ``categories`` are what ``load_demo`` returns with the pinned package
-    versions (tests check them); ``python -m mads_core.demo`` prints them with token estimates.
+    versions (tests check them); ``python -m mads_core.data.demo`` prints them with token estimates.
     """
 
     description: str
@@ -327,7 +337,7 @@ def estimate_tokens(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m mads_core.demo [name ...]``: size, categories, estimated tokens, load time."""
+    """``python -m mads_core.data.demo [name ...]``: size, categories, estimated tokens, load time."""
     names = list(argv if argv is not None else sys.argv[1:]) or list(DEMO_PRESETS)
     print(f"{'preset':<11} {'samples':>7} {'categories':>10} {'est. tokens':>11} {'dups':>5} {'load s':>6}")
     for name in names:

@@ -14,7 +14,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-MADS_COLOR = "#d62728"      # the app's MADS colour (mads_core.plots.METHOD_COLORS)
+MADS_COLOR = "#d62728"      # the app's MADS colour (mads_core.views.plots.METHOD_COLORS)
 KCENTER_COLOR = "#2ca02c"   # the app's k-center embeddings colour
 COVER_COLOR = "#1f77b4"
 GREY = "#b8b8b8"

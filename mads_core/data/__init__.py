@@ -1,0 +1,1 @@
+"""Records: reading instruction data in its many formats, the bundled demo, export."""

@@ -1,0 +1,1 @@
+"""Models and their activation fingerprints: loading, hooks, pooling, packing, the cache."""

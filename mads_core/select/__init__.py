@@ -1,0 +1,1 @@
+"""Choosing core sets: the MADS coverage greedy, its bit kernels, and text baselines."""

@@ -1,0 +1,1 @@
+"""Figures: pure functions from plain data to plotly figures (no Streamlit)."""

@@ -28,21 +28,16 @@ class UsageError(ValueError):
 
 
 def parse_layers(text: str | None) -> tuple[int, ...] | None:
-    """'all' / None -> all layers; '0,5,10' and ranges '0-9,20' -> tuple of ints."""
-    if text is None or text.strip().lower() in ("", "all"):
-        return None
-    layers: list[int] = []
-    for part in text.split(","):
-        part = part.strip()
-        span = re.fullmatch(r"(\d+)-(\d+)", part)
-        try:
-            if span:
-                layers.extend(range(int(span.group(1)), int(span.group(2)) + 1))
-            else:
-                layers.append(int(part))
-        except ValueError:
-            raise UsageError(f"--layers: cannot read {part!r} (use e.g. 'all', '0,5,10' or '0-9')") from None
-    return tuple(layers)
+    """'all' / None -> all layers; '0,5,10', ranges '0-9,20', negatives '-1', '-4--1' -> tuple of ints.
+
+    Negative indices are resolved against the model later (``FingerprintConfig.with_layers``).
+    """
+    from mads_core.config import parse_layer_spec
+
+    try:
+        return parse_layer_spec(text)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def parse_floats(text: str | None, name: str) -> tuple[float, ...]:
@@ -56,11 +51,18 @@ def parse_floats(text: str | None, name: str) -> tuple[float, ...]:
 
 def add_data_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("data")
-    g.add_argument("--data", default="demo", help="'demo', 'demo:<preset>' or a file (JSON/JSONL/CSV/Parquet)")
-    g.add_argument("--format", default="auto", help="auto | alpaca | chat | table")
-    g.add_argument("--text-column", default=None, help="text column for CSV/Parquet")
-    g.add_argument("--response-column", default=None, help="optional response column for CSV/Parquet")
-    g.add_argument("--category-column", default=None, help="optional category column")
+    from mads_core.data.formats import FORMAT_NAMES
+
+    g.add_argument("--data", default="demo", help="'demo', 'demo:<preset>', a file (JSON/JSONL/CSV/TSV/Parquet) "
+                   "or a Hugging Face datasets folder")
+    g.add_argument("--format", default="auto", choices=["auto", *FORMAT_NAMES],
+                   help="record format (default: detected; README 'Data formats')")
+    g.add_argument("--text-column", default=None, help="text column of table records (any container)")
+    g.add_argument("--response-column", default=None, help="optional response column of table records")
+    g.add_argument("--category-column", default=None, help="field used as the category, any format")
+    g.add_argument("--id-field", default=None, help="field holding sample ids, any format ('none': ignore ids)")
+    g.add_argument("--dedupe", default="records", choices=["records", "text", "none"],
+                   help="drop identical records (default), also samples with the same model text, or nothing")
     g.add_argument("--on-error", default="raise", choices=["raise", "skip"], help="bad records: stop or skip+report")
 
 
@@ -71,7 +73,9 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default="auto", help="auto | cpu | cuda")
     g.add_argument("--dtype", default="auto", help="auto | float32 | bfloat16 | float16")
     g.add_argument("--trust-remote-code", action="store_true", help="allow code from the model repo (off)")
-    g.add_argument("--layers", default="all", help="'all', '0,5,10' or '0-9' (default: all)")
+    g.add_argument(
+        "--layers", default="all", help="'all', '0,5,10', '0-9', '-1' (last) or '-4--1' (default: all)"
+    )
     g.add_argument("--rule", default=defaults.rule, choices=["threshold", "topk"])
     g.add_argument("--threshold", type=float, default=defaults.threshold, help=f"tau (default {defaults.threshold})")
     g.add_argument(
@@ -82,9 +86,28 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--top-k", type=int, default=defaults.top_k, help="neurons per token for --rule topk")
     g.add_argument("--pooling", default=defaults.pooling, choices=["max", "mean"])
     g.add_argument("--template", default=defaults.template, choices=["chat", "plain"])
-    g.add_argument("--max-tokens", type=int, default=defaults.max_tokens)
+    g.add_argument("--max-tokens", type=int, default=defaults.max_tokens,
+                   help=f"token window per sample (default {defaults.max_tokens}; README 'Token window')")
+    g.add_argument("--truncation", default=defaults.truncation, choices=["context_first", "tail"],
+                   help="what a long sample loses: context, then the prompt's middle, then the response (default), "
+                   "or the sequence's end")
+    g.add_argument("--response-share", type=float, default=defaults.response_share,
+                   help=f"share of the window kept for the response (default {defaults.response_share})")
     g.add_argument("--batch-size", type=int, default=defaults.batch_size)
     g.add_argument("--count-template-tokens", action="store_true", help="pool template/system tokens too (off)")
+    g.add_argument(
+        "--site",
+        default=defaults.site,
+        choices=["gate", "product"],
+        help="gated MLPs: read act_fn(gate) ('gate', default) or act_fn(gate)*up, the input of down_proj",
+    )
+    g.add_argument(
+        "--moe-granularity",
+        default=defaults.moe_granularity,
+        choices=["unit", "expert"],
+        help="mixture-of-experts layers: one neuron per (expert, unit) (default) or per expert",
+    )
+    g.add_argument("--router-bits", action="store_true", help="MoE: add one bit per expert the router picked (off)")
     g.add_argument("--cache-dir", default=None, help="cache root (default: $MADS_CACHE_DIR or user cache dir)")
     g.add_argument("--chunk-size", type=int, default=256, help="samples per resumable cache chunk")
 
@@ -92,14 +115,42 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
 def dataset_from_args(args: argparse.Namespace) -> Dataset:
     from mads_core.pipeline import load_data
 
-    return load_data(
+    dataset = load_data(
         args.data,
         fmt=args.format,
         text_column=args.text_column,
         response_column=args.response_column,
         category_column=args.category_column,
         on_error=args.on_error,
+        id_field=getattr(args, "id_field", None),
+        dedupe=getattr(args, "dedupe", "records"),
     )
+    dataset = with_window_report(args, dataset)
+    print(dataset.report.summary(), file=sys.stderr)
+    return dataset
+
+
+def with_window_report(args: argparse.Namespace, dataset: Dataset) -> Dataset:
+    """The dataset with its load report's token-window fields filled (truncated, response cut, no own token).
+
+    Needs only the model's tokenizer; when it cannot be loaded the report stays as loading left it.
+    """
+    if not hasattr(args, "max_tokens"):
+        return dataset
+    from mads_core.model.encode import window_report
+
+    try:
+        from transformers import AutoTokenizer
+
+        from mads_core.model.models import model_source
+
+        spec = model_spec_from_args(args)
+        tokenizer = AutoTokenizer.from_pretrained(model_source(spec), trust_remote_code=spec.trust_remote_code,
+                                                  local_files_only=True)
+    except Exception as exc:  # noqa: BLE001 - the model run reports model problems itself
+        print(f"note: token-window report skipped (tokenizer not loaded: {str(exc)[:200]})", file=sys.stderr)
+        return dataset
+    return dataset.with_report(window_report(dataset, tokenizer, fingerprint_config_from_args(args)))
 
 
 def parse_budget(text: str) -> int | float:
@@ -121,6 +172,53 @@ def add_select_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--max-neuron-share", type=float, default=d.max_neuron_share)
     g.add_argument("--min-support", type=int, default=d.min_support)
     g.add_argument("--seed", type=int, default=0, help="seed for random / k-means baselines")
+    add_peer_args(parser)
+
+
+def add_peer_args(parser: argparse.ArgumentParser) -> None:
+    """Settings of the peer methods (``PeerConfig``; README "Methods")."""
+    from mads_core.config import PeerConfig
+
+    d = PeerConfig()
+    g = parser.add_argument_group("peer method settings (see PeerConfig)")
+    g.add_argument("--ifd-top", type=float, default=d.ifd_top,
+                   help=f"superfilter: share of samples kept by IFD before facility location (default {d.ifd_top})")
+    g.add_argument("--n-neighbors", type=int, default=d.n_neighbors,
+                   help=f"facility location: neighbours per sample in the sparse similarity (default {d.n_neighbors})")
+    g.add_argument("--deita-score", default=d.deita_score,
+                   help="deita: score to sort by: ifd | length | column:<field> (default ifd)")
+    g.add_argument("--score-column", default=None,
+                   help="deita: sort by this numeric field of the records (same as --deita-score column:<field>)")
+    g.add_argument("--deita-threshold", type=float, default=d.deita_threshold,
+                   help=f"deita: max cosine similarity to every kept sample (default {d.deita_threshold})")
+    g.add_argument("--lenctl-alpha", type=float, default=d.lenctl_alpha,
+                   help=f"mads-lenctl: gains divided by own_tokens**alpha (default {d.lenctl_alpha})")
+    g.add_argument("--nait-directions", type=int, default=d.nait_directions,
+                   help=f"nait: principal directions of the target set (default {d.nait_directions})")
+    g.add_argument("--target", default=None,
+                   help="target-mads / nait: a file of examples of the capability you care about (any format)")
+
+
+def peer_config_from_args(args: argparse.Namespace):
+    from mads_core.config import PeerConfig
+
+    score = f"column:{args.score_column}" if getattr(args, "score_column", None) else args.deita_score
+    return PeerConfig(ifd_top=args.ifd_top, n_neighbors=args.n_neighbors, deita_score=score,
+                      deita_threshold=args.deita_threshold, lenctl_alpha=args.lenctl_alpha,
+                      nait_directions=args.nait_directions)
+
+
+def target_fingerprints(args: argparse.Namespace):
+    """Fingerprints of the ``--target`` file with the pool's model and settings (cached), or None."""
+    if not getattr(args, "target", None):
+        return None
+    from mads_core.pipeline import load_data
+
+    target = load_data(args.target)
+    fp, _ = compute_fingerprints(args, target)
+    return fp
+
+
 
 
 def select_config_from_args(args: argparse.Namespace):
@@ -156,6 +254,11 @@ def fingerprint_config_from_args(args: argparse.Namespace) -> FingerprintConfig:
         count_template_tokens=args.count_template_tokens,
         max_tokens=args.max_tokens,
         batch_size=args.batch_size,
+        truncation=getattr(args, "truncation", "context_first"),
+        response_share=getattr(args, "response_share", 0.5),
+        site=getattr(args, "site", "gate"),
+        moe_granularity=getattr(args, "moe_granularity", "unit"),
+        router_bits=getattr(args, "router_bits", False),
     )
 
 
@@ -230,9 +333,7 @@ def cmd_fingerprint(args: argparse.Namespace) -> int:
         raise UsageError("--batch-tokens must be >= 0, --workers >= 1, --num-gpus-per-worker >= 0")
     if args.engine == "local" and (args.ray_address or args.workers or args.num_gpus_per_worker):
         raise UsageError("--ray-address / --workers / --num-gpus-per-worker need --engine ray")
-    dataset = dataset_from_args(args)
-    if dataset.report.skipped or dataset.report.duplicates:
-        print(dataset.report.summary(), file=sys.stderr)
+    dataset = dataset_from_args(args)  # prints the load report
     fp, stats = compute_fingerprints(args, dataset, quiet=args.json)
     summary = fp.summary()
     report = {
@@ -275,18 +376,24 @@ def cmd_fingerprint(args: argparse.Namespace) -> int:
 
 def cmd_select(args: argparse.Namespace) -> int:
     from mads_core.data.export import export_selection
-    from mads_core.pipeline import method_needs, run_method
+    from mads_core.pipeline import method_requirements, run_method
     from mads_core.select.greedy import resolve_budget
 
     dataset = dataset_from_args(args)
     budget = parse_budget(args.budget)
     resolve_budget(budget, len(dataset))  # fail fast, before any model work
     select_config = select_config_from_args(args)
+    peer_config = peer_config_from_args(args)
+    needs = method_requirements(args.method, peer_config)
+    if "target" in needs and not args.target:
+        raise UsageError(f"--method {args.method} needs --target FILE (examples of the capability you care about)")
     fp = None
-    if method_needs(args.method) == "bits":
+    if "bits" in needs:
         fp, _ = compute_fingerprints(args, dataset)
     selection = run_method(
-        args.method, dataset, fp, budget, select_config=select_config, cache=args.cache_dir, seed=args.seed
+        args.method, dataset, fp, budget, select_config=select_config, cache=args.cache_dir, seed=args.seed,
+        peer_config=peer_config, model_spec=model_spec_from_args(args),
+        target=target_fingerprints(args) if "target" in needs else None,
     )
     result = export_selection(dataset, selection, budget, args.out, model=model_record(fp) if fp else None)
     print(f"{args.method}: {result.k} of {len(dataset)} samples -> {result.data_path}")
@@ -295,8 +402,7 @@ def cmd_select(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from mads_core.analysis.metrics import metrics_table
-    from mads_core.pipeline import METHODS, dataset_embeddings_cached, run_method
+    from mads_core.pipeline import METHODS, compare_table, dataset_embeddings_cached, run_method, selections_by_budget
     from mads_core.select.greedy import resolve_budget
 
     dataset = dataset_from_args(args)
@@ -308,23 +414,37 @@ def cmd_compare(args: argparse.Namespace) -> int:
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise UsageError(f"--methods: unknown {unknown}; choose from {', '.join(METHODS)}")
+    from mads_core.pipeline import method_requirements
+
+    peer_config = peer_config_from_args(args)
+    if not args.target:
+        skipped = [m for m in methods if "target" in method_requirements(m, peer_config)]
+        if skipped and args.methods:
+            raise UsageError(f"--methods {','.join(skipped)} need --target FILE")
+        if skipped:
+            print(f"skipped (they need --target FILE): {', '.join(skipped)}", file=sys.stderr)
+        methods = [m for m in methods if m not in skipped]
     fp, _ = compute_fingerprints(args, dataset)
+    target = target_fingerprints(args)
     progress, close = tqdm_progress("embedding")
     try:
         emb = dataset_embeddings_cached(dataset, args.cache_dir, progress=progress)
     finally:
         close()
-    top = max(ks)
     select_config = select_config_from_args(args)
-    selections = {
-        m: run_method(
-            m, dataset, fp, top, select_config=select_config, cache=args.cache_dir, embeddings=emb, seed=args.seed
+
+    def run(m: str, k: int):
+        return run_method(
+            m, dataset, fp, k, select_config=select_config, cache=args.cache_dir, embeddings=emb, seed=args.seed,
+            peer_config=peer_config, model_spec=model_spec_from_args(args), target=target,
         )
-        for m in methods
-    }
-    table = metrics_table(
+
+    # k-means is clustered at each budget (as the app does); every other method ranks once to the top budget.
+    selections = selections_by_budget(methods, ks, run)
+    table = compare_table(
         selections,
         budgets,
+        len(dataset),
         bits=fp.bits,
         n_neurons=fp.n_neurons,
         emb=emb,

@@ -15,6 +15,11 @@ from typing import Any
 
 # Bump when the on-disk fingerprint layout or its semantics change.
 FINGERPRINT_FORMAT_VERSION = 1
+# Bump when the loader reads any record into different turns (roles, text, own flags) or
+# the encoder renders/tokenizes/truncates them differently: it enters
+# ``Dataset.content_hash()`` and so every cache key downstream (fingerprints, selections).
+# 2: turns carry ``own``; system/history/tools read; turn-by-turn own spans; context-first truncation.
+LOADER_FORMAT_VERSION = 2
 
 
 def canonical_json(obj: Any) -> str:
@@ -53,12 +58,66 @@ class ModelSpec:
     revision: str | None = None
 
 
+FINGERPRINT_SITES = ("gate", "product")
+MOE_GRANULARITIES = ("unit", "expert")
+LAYER_SPEC_HELP = "use e.g. 'all', '0,5,10', '0-9', '-1' (last) or '-4--1' (last four)"
+
+
+def parse_layer_spec(text: str | None) -> tuple[int, ...] | None:
+    """Layer spec text -> tuple of (possibly negative) layer indices; 'all' / '' / None -> None.
+
+    Comma-separated indices and inclusive ranges: ``'0,5,10'``, ``'0-9,20'``; negative
+    indices count from the last layer (``'-1'``), and so may both ends of a range
+    (``'-4--1'``). A range mixing signs (``'20--1'``) cannot be expanded before the
+    layer count is known and is refused. ValueError names the part that cannot be read.
+    Resolve against a model with :func:`resolve_layers`.
+    """
+    import re
+
+    if text is None or text.strip().lower() in ("", "all"):
+        return None
+    layers: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        span = re.fullmatch(r"(-?\d+)\s*-\s*(-?\d+)", part)
+        if span:
+            start, end = int(span.group(1)), int(span.group(2))
+            if (start < 0) != (end < 0):
+                raise ValueError(
+                    f"--layers: range {part!r} mixes a layer number and a count from the end; {LAYER_SPEC_HELP}"
+                )
+            if end < start:
+                raise ValueError(f"--layers: range {part!r} runs backwards; {LAYER_SPEC_HELP}")
+            layers.extend(range(start, end + 1))
+        elif re.fullmatch(r"-?\d+", part):
+            layers.append(int(part))
+        else:
+            raise ValueError(f"--layers: cannot read {part!r}; {LAYER_SPEC_HELP}")
+    return tuple(layers)
+
+
+def resolve_layers(layers: tuple[int, ...] | list[int], n_layers: int) -> tuple[int, ...]:
+    """Canonical layer tuple: negatives resolved first, then range-checked, deduplicated, sorted.
+
+    ``resolve_layers((2, -1), 3) == (2,)``. ValueError names the out-of-range layers and
+    the model's layer count.
+    """
+    bad = [i for i in layers if not -n_layers <= int(i) < n_layers]
+    if bad:
+        raise ValueError(
+            f"--layers {','.join(str(i) for i in bad)} out of range: the model has {n_layers} layers "
+            f"(0..{n_layers - 1}, or -{n_layers}..-1 from the end)"
+        )
+    return tuple(sorted({int(i) % n_layers for i in layers}))
+
+
 @dataclass(frozen=True)
 class FingerprintConfig:
     """How a sample's activation fingerprint is computed.
 
-    layers: decoder layers to hook (``None`` = all). Neurons are numbered layer
-        by layer in the order given.
+    layers: decoder layers to hook (``None`` = all); negative indices count from the
+        end. Canonical form (:meth:`with_layers`, applied before the cache key): resolved,
+        deduplicated, ascending. Neurons are numbered layer by layer, ascending.
     rule: ``"threshold"`` — a neuron fires on a token when its MLP activation
         exceeds ``threshold``; ``"topk"`` — when it is among the ``top_k``
         largest activations of that token's layer.
@@ -81,8 +140,29 @@ class FingerprintConfig:
     count_template_tokens: if True, template/system tokens are pooled too. Off
         by default: with them counted, the system prompt dominates the
         fingerprint (different prompts become near-identical).
-    max_tokens: sequences longer than this are truncated (counted, reported).
+    max_tokens: token window per sample; longer samples are cut by ``truncation``
+        (counted, reported). Default 256, from the demo's measured lengths (README,
+        "Token window"): it holds every sample of the default demo but its long tail.
+    truncation: ``"context_first"`` (default) cuts context first (system, tool
+        declarations and results), then the middle of the longest prompt/history
+        turns, and the response last, never below its ``response_share`` of the
+        window (``mads_core.model.encode``); ``"tail"`` cuts the rendered sequence's end
+        (the response goes first: earlier behaviour).
+    response_share: share of the window's text budget kept for the response under
+        ``"context_first"`` (default 0.5).
     batch_size: samples per forward pass (does not change results).
+    site: where a gated MLP's neuron activation is read (``mads_core.model.hooks``):
+        ``"gate"`` (default) — ``act_fn(gate_proj(x))``; ``"product"`` —
+        ``act_fn(gate_proj(x)) * up_proj(x)``, the input of ``down_proj``. Non-gated MLPs
+        (GPT-2, OPT, BERT, ...) have one activation, read by both. Not in the cache key
+        at its default, so keys made before the setting existed stay valid.
+    moe_granularity: mixture-of-experts layers (``mads_core.model.moe``): ``"unit"``
+        (default) — one neuron per (expert, unit), D = experts x expert width per MoE
+        layer; ``"expert"`` — one neuron per expert, which fires when an own token routed
+        to it drives any of its units above the threshold. Dense layers and shared
+        experts are unit level either way. Ignored by dense models.
+    router_bits: add one bit per (MoE layer, expert), set when any own token was routed
+        to that expert (the router's choices), after the layer's other neurons.
     """
 
     layers: tuple[int, ...] | None = None
@@ -96,8 +176,19 @@ class FingerprintConfig:
     count_template_tokens: bool = False
     max_tokens: int = 256
     batch_size: int = 16
+    truncation: str = "context_first"
+    response_share: float = 0.5
+    site: str = "gate"
+    moe_granularity: str = "unit"
+    router_bits: bool = False
 
     def __post_init__(self) -> None:
+        if self.site not in FINGERPRINT_SITES:
+            raise ValueError(f"site must be one of {FINGERPRINT_SITES} (--site), got {self.site!r}")
+        if self.moe_granularity not in MOE_GRANULARITIES:
+            raise ValueError(
+                f"moe_granularity must be one of {MOE_GRANULARITIES} (--moe-granularity), got {self.moe_granularity!r}"
+            )
         if self.rule not in ("threshold", "topk"):
             raise ValueError(f"rule must be 'threshold' or 'topk', got {self.rule!r}")
         if self.pooling not in ("max", "mean"):
@@ -112,12 +203,16 @@ class FingerprintConfig:
             raise ValueError(f"levels must be strictly increasing, got {self.levels}")
         if self.top_k < 1:
             raise ValueError("top_k must be >= 1")
+        if self.truncation not in ("context_first", "tail"):
+            raise ValueError(f"truncation must be 'context_first' or 'tail', got {self.truncation!r}")
+        if not (0.0 < self.response_share <= 1.0):
+            raise ValueError(f"response_share must be in (0, 1], got {self.response_share!r}")
         if self.max_tokens < 8:
             raise ValueError("max_tokens must be >= 8")
         if self.batch_size < 1:
             raise ValueError("batch_size must be >= 1")
-        if self.layers is not None and len(set(self.layers)) != len(self.layers):
-            raise ValueError(f"layers contain duplicates: {self.layers}")
+        if self.layers is not None and not self.layers:
+            raise ValueError("layers: empty tuple (use None for all layers)")
 
     @property
     def planes(self) -> tuple[float, ...]:
@@ -127,8 +222,35 @@ class FingerprintConfig:
         return (self.threshold, *self.levels)
 
     def cache_hash(self) -> str:
-        """Hash of the fields that change results (batch size does not)."""
-        return settings_hash(self, exclude=("batch_size",))
+        """Hash of the fields that change results (batch size does not).
+
+        ``site``, ``moe_granularity`` and ``router_bits`` enter only when not at their
+        defaults, so keys of results computed before these settings existed stay valid.
+        Layers should be canonical first (:meth:`with_layers`, :func:`resolve_layers`).
+        """
+        exclude = ["batch_size"]
+        for name, default in (("site", "gate"), ("moe_granularity", "unit"), ("router_bits", False)):
+            if getattr(self, name) == default:
+                exclude.append(name)
+        return settings_hash(self, exclude=tuple(exclude))
+
+    def with_layers(self, n_layers: int | None = None) -> FingerprintConfig:
+        """This config with ``layers`` in canonical form: resolved, deduplicated, ascending.
+
+        Negative indices count from the end of a model of ``n_layers`` blocks (needed
+        only when there are negatives), so ``-1`` and ``29`` (30 layers) give one cache
+        key. ``None`` (all layers) stays ``None``. Raises ValueError naming out-of-range
+        layers.
+        """
+        from dataclasses import replace
+
+        if self.layers is None:
+            return self
+        if n_layers is None:
+            if any(i < 0 for i in self.layers):
+                raise ValueError("--layers: negative layers need the model's layer count")
+            return replace(self, layers=tuple(sorted(set(self.layers))))
+        return replace(self, layers=resolve_layers(self.layers, n_layers))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -214,6 +336,56 @@ class SelectConfig:
     def cache_hash(self) -> str:
         """Hash of the fields that change results (``m`` only matters for m-cover)."""
         return settings_hash(self, exclude=() if self.continuation == "mcover" else ("m",))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class PeerConfig:
+    """Settings of the peer methods (``mads_core.select.peers``; README "Methods").
+
+    ifd_top: ``superfilter``'s first stage — the share of all samples kept by IFD
+        (highest IFD within [0, 1)) before facility location picks the budget from them.
+        In (0, 1]; default 0.3.
+    n_neighbors: neighbours per sample in the sparse cosine similarity of facility
+        location (``facility-embed``, ``superfilter``). Default 20.
+    deita_score: what ``deita`` sorts by: ``"ifd"`` (default), ``"length"`` (response
+        characters) or ``"column:<field>"`` (a numeric field of the user's records).
+    deita_threshold: ``deita`` keeps a sample only if its cosine similarity to every kept
+        sample is at most this. In [-1, 1]; default 0.9 (DEITA's).
+    lenctl_alpha: ``mads-lenctl`` maximises gain / own_tokens ** alpha; 0 = plain MADS,
+        1 = coverage per token. Default 0.5 (README, "Length").
+    nait_directions: principal directions of the target set used by ``nait``. Default 8.
+    """
+
+    ifd_top: float = 0.3
+    n_neighbors: int = 20
+    deita_score: str = "ifd"
+    deita_threshold: float = 0.9
+    lenctl_alpha: float = 0.5
+    nait_directions: int = 8
+
+    def __post_init__(self) -> None:
+        if not (0.0 < self.ifd_top <= 1.0):
+            raise ValueError(f"ifd_top (--ifd-top) must be a share in (0, 1], got {self.ifd_top!r}")
+        if isinstance(self.n_neighbors, bool) or not isinstance(self.n_neighbors, int) or self.n_neighbors < 1:
+            raise ValueError(f"n_neighbors (--n-neighbors) must be an integer >= 1, got {self.n_neighbors!r}")
+        if not (self.deita_score in ("ifd", "length") or
+                (self.deita_score.startswith("column:") and len(self.deita_score) > 7)):
+            raise ValueError(f"deita_score (--deita-score) must be 'ifd', 'length' or 'column:<field>', "
+                             f"got {self.deita_score!r}")
+        if not (-1.0 <= self.deita_threshold <= 1.0):
+            raise ValueError(f"deita_threshold (--deita-threshold) must be in [-1, 1], got {self.deita_threshold!r}")
+        if not (self.lenctl_alpha >= 0.0 and self.lenctl_alpha < float("inf")):
+            raise ValueError(f"lenctl_alpha (--lenctl-alpha) must be >= 0, got {self.lenctl_alpha!r}")
+        if isinstance(self.nait_directions, bool) or not isinstance(self.nait_directions, int) \
+                or self.nait_directions < 1:
+            raise ValueError(f"nait_directions (--nait-directions) must be an integer >= 1, "
+                             f"got {self.nait_directions!r}")
+
+    def cache_hash(self) -> str:
+        return settings_hash(self)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

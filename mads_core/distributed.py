@@ -176,7 +176,7 @@ class ShardWorker:
         for chunk, turns_json, lengths_json in zip(batch["chunk"], batch["turns"], batch["lengths"], strict=True):
             t0 = time.perf_counter()
             self._count_attempt(int(chunk))
-            turns = [tuple((str(r), str(c)) for r, c in sample) for sample in json.loads(str(turns_json))]
+            turns = [tuple(tuple(t) for t in sample) for sample in json.loads(str(turns_json))]  # (role, text, own)
             samples = [encode_sample(self.loaded.tokenizer, t, self.config, self.window) for t in turns]
             got = [len(s.input_ids) for s in samples]
             if got != json.loads(str(lengths_json)):

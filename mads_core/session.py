@@ -24,22 +24,27 @@ import pandas as pd
 from mads_core.config import FingerprintConfig, ModelSpec, SelectConfig, canonical_json, sha256_text
 from mads_core.data.loader import Dataset
 from mads_core.model.store import cache_root
+from mads_core.pipeline import METHOD_DESCRIPTIONS, method_needs
+from mads_core.pipeline import METHODS as PIPELINE_METHODS
+from mads_core.pipeline import PER_BUDGET_METHODS as PER_BUDGET_METHODS
 from mads_core.select.greedy import Selection, resolve_budget
 
-METHODS: tuple[str, ...] = ("mads", "random", "kcenter-tfidf", "kcenter-embed", "kmeans-embed", "kcenter-act")
+# Every method the pipeline dispatches (MADS, the baselines and any peer method registered there).
+METHODS: tuple[str, ...] = tuple(PIPELINE_METHODS)
 DEFAULT_METHODS: tuple[str, ...] = ("mads", "random", "kcenter-tfidf", "kcenter-embed")
-NEEDS_EMBEDDINGS = frozenset({"kcenter-embed", "kmeans-embed"})
-NEEDS_FINGERPRINTS = frozenset({"mads", "kcenter-act"})
+NEEDS_EMBEDDINGS = frozenset(m for m in METHODS if method_needs(m) == "embeddings")
+NEEDS_FINGERPRINTS = frozenset(m for m in METHODS if method_needs(m) == "bits")
 SEEDED_METHODS = frozenset({"random", "kmeans-embed"})
-# k-means picks depend on k itself (its ranking is not a prefix of a larger one).
-PER_BUDGET_METHODS = frozenset({"kmeans-embed"})
+# k-means picks depend on k itself (its ranking is not a prefix of a larger one): PER_BUDGET_METHODS,
+# from the pipeline, so the CLI's ``compare`` and the app cluster once per budget alike.
 METHOD_HELP: dict[str, str] = {
+    **METHOD_DESCRIPTIONS,
     "mads": "Greedy max coverage of the neurons each sample fires (the method under study).",
     "random": "Uniform random sample (seeded).",
     "kcenter-tfidf": "Greedy k-center (farthest-first) on TF-IDF vectors, cosine distance.",
     "kcenter-embed": "Greedy k-center on MiniLM sentence embeddings, cosine distance.",
     "kmeans-embed": "k-means with k = budget on MiniLM embeddings; the member nearest each centroid. "
-    "Re-run for every budget (its picks depend on k).",
+    "Clustered once per budget (its picks depend on k), in the app and in `compare` alike.",
     "kcenter-act": "Greedy k-center on the activation fingerprints themselves (Jaccard distance): same bits as "
     "MADS, but spreads picks instead of covering neurons.",
 }
@@ -73,10 +78,14 @@ class DataChoice:
         return self.label or Path(self.path).name
 
     def cli_data(self) -> str:
-        """The ``--data`` value that loads this dataset on the command line."""
+        """The ``--data`` value that loads this dataset on the command line.
+
+        An upload is named by its original file name (the user has that file; the app's
+        saved copy lives in an internal cache folder).
+        """
         if self.kind == "demo":
             return "demo" if self.name == "default" else f"demo:{self.name}"
-        return self.path
+        return self.label or self.path
 
     def cli_flags(self, n_skipped: int = 0) -> list[str]:
         """``--data`` plus the column / error flags that differ from the CLI defaults."""
@@ -302,6 +311,22 @@ def clamp_budget(k: int, n: int) -> int:
     return int(min(max(1, int(k)), max_budget(n)))
 
 
+def budget_from_share(share: float, n: int) -> int:
+    """The pick count of a budget kept as a share of the dataset (the app carries shares across datasets).
+
+    Rounds half up as ``--budget <fraction>`` does on the CLI, then clamps to [1, max_budget(n)].
+    """
+    share = float(share)
+    if not share > 0 or share != share:
+        return 1
+    return clamp_budget(resolve_budget(min(share, 1.0), n), n) if n else 1
+
+
+def max_share(n: int) -> float:
+    """Largest budget share offered for ``n`` samples."""
+    return max_budget(n) / n if n else 1.0
+
+
 # ---------------------------------------------------------------- methods
 
 
@@ -464,6 +489,26 @@ def nearest(bits: np.ndarray, row: int, candidates: np.ndarray, top: int = 5) ->
     return candidates[order], sim[order]
 
 
+def nearest_embedding(emb: np.ndarray, row: int, top: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, cosine similarity) of the ``top`` samples whose text embeddings are closest to ``row``'s
+    (the sample itself left out; ties to the lower row)."""
+    emb = np.asarray(emb, dtype=np.float32)
+    norms = np.linalg.norm(emb, axis=1)
+    sims = (emb @ emb[int(row)]) / np.maximum(norms * norms[int(row)], 1e-12)
+    sims[int(row)] = -np.inf
+    order = np.argsort(-sims, kind="stable")[:top]
+    return order.astype(np.int64), sims[order].astype(np.float64)
+
+
+def search_text(dataset: Dataset, query: str, limit: int = 50) -> np.ndarray:
+    """Rows whose text (as shown: prompt and response) contains ``query``, case-insensitive, in row order."""
+    needle = query.strip().lower()
+    if not needle:
+        return np.zeros(0, dtype=np.int64)
+    hits = [i for i in range(len(dataset)) if needle in dataset.display_text(i).lower()]
+    return np.asarray(hits[:limit], dtype=np.int64)
+
+
 # ---------------------------------------------------------------- tables
 
 
@@ -477,7 +522,11 @@ def sample_label(dataset: Dataset, i: int, chars: int = 90) -> str:
 
 def picks_frame(dataset: Dataset, sel: Selection, k: int, lengths: np.ndarray | None = None,
                 text_chars: int = 160) -> pd.DataFrame:
-    """The first ``k`` picks in order: rank, row, id, gain at pick, round, category, length, text."""
+    """The first ``k`` picks in order: rank, row, id, gain at pick, round, category, length, text.
+
+    Ranks and rounds count from 1 everywhere in the app (pick 1 = the first pick, round 1 =
+    the first greedy pass), as in the explanations and the gain chart.
+    """
     rows = np.asarray(sel.ranking[:k], dtype=np.int64)
     gains = np.asarray(sel.gains[:k], dtype=np.float64)
     return pd.DataFrame({
@@ -485,7 +534,7 @@ def picks_frame(dataset: Dataset, sel: Selection, k: int, lengths: np.ndarray | 
         "row": rows,
         "id": [dataset.ids[i] for i in rows],
         "gain": gains,
-        "round": np.asarray(sel.rounds[:k], dtype=np.int64) if len(sel.rounds) >= k else 0,
+        "round": np.asarray(sel.rounds[:k], dtype=np.int64) + 1 if len(sel.rounds) >= k else 1,
         "category": [dataset.categories[i] or "" for i in rows],
         "tokens": np.asarray(lengths)[rows] if lengths is not None else [len(dataset.display_text(i))
                                                                           for i in rows],

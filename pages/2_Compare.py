@@ -8,10 +8,10 @@ import streamlit as st
 
 from mads_core import session
 from mads_core.analysis import metrics
-from mads_core.config import SELECT_CONTINUATIONS, SELECT_WEIGHTINGS, SelectConfig
-from mads_core.select.greedy import Selection
+from mads_core.config import SELECT_CONTINUATIONS, SELECT_WEIGHTINGS
 from mads_core.views import plots
 from pages import _common as ui
+from pages import _state as state
 
 ui.page_setup(__file__)
 
@@ -27,185 +27,201 @@ METRIC_COLUMNS = {
     "len_median": "tokens (median)",
 }
 
+COMPARE_BUDGETS = (0.05, 0.10, 0.15)  # the CLI ``compare`` default budgets
+
 st.title("Compare selections")
 s = ui.settings()
 ds = ui.dataset(s)
 n = len(ds)
 
 
-# ---------------------------------------------------------------- controls
+# ---------------------------------------------------------------- controls (full reruns: they change rankings)
 
 
-def _keep(widget_key: str, store_key: str, default: object) -> None:
-    """Give a widget its remembered value (widget state is dropped when another page runs)."""
-    if widget_key not in st.session_state:
-        st.session_state[widget_key] = st.session_state.get(store_key, default)
-
-
-def _mads_settings() -> SelectConfig:
-    current = st.session_state.get(ui.SELECT_CONFIG) or SelectConfig()
-    defaults = {"w_cont": current.continuation, "w_m": current.m, "w_weighting": current.weighting,
-                "w_min_support": current.min_support, "w_max_share": float(current.max_neuron_share)}
-    for key, value in defaults.items():
-        st.session_state.setdefault(key, value)
+def _mads_settings() -> None:
     c1, c2 = st.columns(2)
-    c1.selectbox("After saturation", SELECT_CONTINUATIONS, key="w_cont",
-                 help="rounds: reset coverage and keep covering; mcover: a neuron counts until m picks fire it; "
-                 "states: cover (neuron, activation level) pairs; none: plain greedy, then zero-gain filler.")
-    c1.number_input("m (m-cover)", min_value=1, step=1, key="w_m", disabled=st.session_state["w_cont"] != "mcover")
-    c2.selectbox("Neuron weights", SELECT_WEIGHTINGS, key="w_weighting",
-                 help="idf: rarer neurons weigh more (log N / count).")
-    c2.number_input("Minimum support (samples per neuron)", min_value=1, step=1, key="w_min_support",
-                    help="Neurons fired by fewer samples never count: stops the tail chasing one-off outliers.")
-    st.slider("Ignore neurons firing on more than this share of samples", 0.05, 1.0, step=0.05, key="w_max_share")
-    config = SelectConfig(continuation=st.session_state["w_cont"], m=int(st.session_state["w_m"]),
-                          weighting=st.session_state["w_weighting"],
-                          min_support=int(st.session_state["w_min_support"]),
-                          max_neuron_share=float(st.session_state["w_max_share"]))
-    st.session_state[ui.SELECT_CONFIG] = config
-    return config
+    cont = state.bound(c1.selectbox, "After saturation", state.MADS_CONTINUATION, options=list(SELECT_CONTINUATIONS),
+                       help="rounds: reset coverage and keep covering; mcover: a neuron counts until m picks fire "
+                       "it; states: cover (neuron, activation level) pairs; none: plain greedy, then zero-gain "
+                       "filler.")
+    state.bound(c1.number_input, "m (m-cover)", state.MADS_M, min_value=1, step=1, disabled=cont != "mcover")
+    state.bound(c2.selectbox, "Neuron weights", state.MADS_WEIGHTING, options=list(SELECT_WEIGHTINGS),
+                help="idf: rarer neurons weigh more (log N / count).")
+    state.bound(c2.number_input, "Minimum support (samples per neuron)", state.MADS_MIN_SUPPORT, min_value=1, step=1,
+                help="Neurons fired by fewer samples never count: stops the tail chasing one-off outliers.")
+    state.bound(st.slider, "Ignore neurons firing on more than this share of samples", state.MADS_MAX_SHARE,
+                min_value=0.05, max_value=1.0, step=0.05)
+    state.select_config()  # raises on an invalid combination (shown by the guard)
 
 
-def _baseline_settings(method: str, store: dict) -> None:
-    own = dict(store.get(method, {}))
-    if method in session.SEEDED_METHODS:
-        key = f"w_seed_{method}"
-        st.session_state.setdefault(key, int(own.get("seed", 0)))
-        st.number_input("Seed", min_value=0, step=1, key=key)
-        own["seed"] = int(st.session_state[key])
+def _baseline_settings(method: str) -> None:
+    if method in state.SEEDS:
+        state.bound(st.number_input, "Seed", state.SEEDS[method], min_value=0, step=1)
     else:
         st.caption("No settings (fixed, recorded in each selection's settings).")
-    store[method] = own
 
 
-k = ui.budget_control(n, "compare")
-_keep("w_methods", ui.METHODS, list(session.DEFAULT_METHODS))
-st.multiselect("Methods", session.METHODS, key="w_methods", format_func=plots.method_label,
-               help="MADS and every baseline; each is ranked once and every budget is a prefix of its ranking.")
-methods = list(st.session_state["w_methods"]) or ["mads"]
-st.session_state[ui.METHODS] = methods
-
-method_store = dict(st.session_state.get(ui.METHOD_SETTINGS) or {})
+ui.follow_click_to_inspect()
+state.bound(st.multiselect, "Methods", state.METHODS, options=list(session.METHODS), format_func=plots.method_label,
+            help="MADS and every baseline; each is ranked once and every budget is a prefix of its ranking "
+            "(k-means: clustered once per budget).")
+methods, select_config, method_settings = ui.method_state()
 cols = st.columns(min(len(methods), 3) or 1)
 for pos, method in enumerate(methods):
     with cols[pos % len(cols)].expander(f"{plots.method_label(method)} settings"):
-        st.caption(session.METHOD_HELP[method])
+        st.caption(session.METHOD_HELP.get(method, ""))
         if method == "mads":
             with ui.guard("MADS settings"):
                 _mads_settings()
         else:
-            _baseline_settings(method, method_store)
-st.session_state[ui.METHOD_SETTINGS] = method_store
+            _baseline_settings(method)
+methods, select_config, method_settings = ui.method_state()
+st.session_state[ui.SELECT_CONFIG] = select_config
 
 with st.expander("Map settings (UMAP)"):
-    ps = ui.projection_settings()
     a, b, c = st.columns(3)
-    st.session_state.setdefault("w_nn", ps.n_neighbors)
-    st.session_state.setdefault("w_min_dist", ps.min_dist)
-    st.session_state.setdefault("w_svd", ps.svd_dims)
-    a.number_input("Neighbours", min_value=2, max_value=200, step=1, key="w_nn")
-    b.number_input("Minimum distance", min_value=0.0, max_value=1.0, step=0.05, key="w_min_dist")
-    c.number_input("SVD dims before UMAP (fingerprints; 0 = none)", min_value=0, max_value=200, step=10,
-                   key="w_svd", help="Fingerprints have tens of thousands of bits: an SVD pre-reduction makes UMAP "
-                   "fast. 0 runs Jaccard UMAP on the raw bits (small N only).")
-    st.session_state[ui.PROJ_SETTINGS] = ui.ProjectionSettings(int(st.session_state["w_nn"]),
-                                                               float(st.session_state["w_min_dist"]),
-                                                               int(st.session_state["w_svd"]))
+    state.bound(a.number_input, "Neighbours", state.MAP_NEIGHBORS, min_value=2, max_value=200, step=1)
+    state.bound(b.number_input, "Minimum distance", state.MAP_MIN_DIST, min_value=0.0, max_value=1.0, step=0.05)
+    state.bound(c.number_input, "SVD dims before UMAP (fingerprints; 0 = none)", state.MAP_SVD, min_value=0,
+                max_value=200, step=10, help="Fingerprints have tens of thousands of bits: an SVD pre-reduction makes "
+                "UMAP fast. 0 runs Jaccard UMAP on the raw bits (small N only).")
 
-# ---------------------------------------------------------------- compute (cached)
+with st.expander("Settings in effect", icon=":material/tune:"):
+    st.markdown(ui.settings_summary(s, ds, methods, select_config, method_settings))
+
+# ---------------------------------------------------------------- compute what every budget shares (cached)
 
 fp = ui.require_fingerprints(ds, s)
 emb = ui.embeddings(ds)
-sels: dict[str, Selection] = ui.selections(methods, ds, fp, k, emb)
-picked = {m: np.asarray(sel.ranking[:k]) for m, sel in sels.items()}
 hover = ui.hover_labels(ds)
-linked = ui.linked_rows()
-
-# ---------------------------------------------------------------- (a) (b) maps
-st.header("Where the picks fall", divider="gray")
-st.session_state.setdefault("w_highlight", [m for m in ("mads", "random") if m in picked] or list(picked)[:1])
-st.session_state["w_highlight"] = [m for m in st.session_state["w_highlight"] if m in picked]
-shown_methods = st.pills("Highlight on the maps", list(picked), selection_mode="multi", key="w_highlight",
-                         format_func=plots.method_label,
-                         help="Picks of each highlighted method at the current budget; grey: picked by none of them.")
-highlight = {m: picked[m] for m in shown_methods or []}
-left, right = st.columns(2)
 fp_proj = ui.fingerprint_projection(fp)
 text_proj = ui.embedding_projection(ds, emb)
-focus = st.session_state.get(ui.INSPECT_ROW)
-for col, proj, title, key in ((left, fp_proj, "(a) Activation fingerprints", "compare_map_fp"),
-                              (right, text_proj, "(b) Text embeddings (MiniLM)", "compare_map_text")):
-    fig = plots.projection_scatter(proj.coords, highlight, title=title, subtitle=proj.method, linked=linked,
-                                   focus=focus, hover=hover)
-    col.plotly_chart(fig, key=key, on_select=ui.on_map_select(key), selection_mode=("points", "box", "lasso"),
-                     width="stretch")
-st.caption("Grey: not picked by any highlighted method. Lasso or box-select in one map to ring the same samples in the "
-           "other (linked views); click a point to open it on **Inspect**.")
-if len(linked):
-    lc1, lc2 = st.columns([4, 1])
-    in_sel = {plots.method_label(m): int(np.isin(linked, idx).sum()) for m, idx in picked.items()}
-    lc1.info(f"Linked selection: {len(linked):,} samples — picked among them: "
-             + ", ".join(f"{name} {count}" for name, count in in_sel.items()), icon=":material/link:")
-    lc2.button("Clear linked selection", on_click=lambda: st.session_state.update({ui.LINKED: []}))
-
-# ---------------------------------------------------------------- (c) coverage
-st.header("Coverage vs budget", divider="gray")
-curve_key = "|".join(f"{m}:{sel.settings_hash}:{len(sel.ranking)}" for m, sel in sels.items())
-frame, coverable = ui.memo("coverage-frame", f"{fp.key}|{curve_key}",
-                           lambda: session.coverage_frame(sels, fp.bits, fp.n_neurons))
-saturation = None
-sat_method = "mads" if "mads" in sels else None
-if sat_method is not None:
-    part = frame[frame["method"] == sat_method]
-    point = plots.saturation_point(part["k"].to_numpy(), part["covered"].to_numpy())
-    if point is not None and part["covered"].max() >= coverable:
-        saturation = (sat_method, point[0], point[1] / coverable)
-left, right = st.columns(2)
-left.plotly_chart(plots.coverage_curves(frame, n=n, budget=k, saturation=saturation), width="stretch")
-note = ("k-means is re-run for each budget, so its curve stops at the current budget. " if "kmeans-embed" in sels
-        else "")
-left.caption(f"Plain neuron coverage: share of the {coverable:,} neurons that fire on at least one sample. "
-             + note + (f"Plain coverage saturates after {saturation[1]:,} picks: every later pick adds nothing "
-                       "to it." if saturation else ""))
-if "mads" in sels:
-    mads = sels["mads"]
-    unit = "nats (idf)" if mads.settings.get("weighting") == "idf" else "neurons"
-    right.plotly_chart(plots.gain_per_pick(mads.gains, mads.rounds, budget=k, n=n,
-                                           filler_from=mads.filler_from if mads.filler_from < len(mads) else None,
-                                           unit=unit), width="stretch")
-    right.caption("Late picks of plain coverage each add a few rare neurons (the tail chases outliers). Raise "
-                  "*minimum support*, use idf weights, or switch the continuation in MADS settings to tame it.")
-else:
-    right.info("Add MADS to the methods to see its gain per pick.", icon=":material/info:")
-
-# ---------------------------------------------------------------- (d) metrics
-st.header(f"Metrics at k = {k:,}", divider="gray")
-use_emb = emb if n * k <= DIVERSITY_LIMIT else None
-table_key = f"{fp.key}|{curve_key}|{k}|{use_emb is not None}"
+color_options = ui.color_columns(ds)
 
 
-def _metrics() -> pd.DataFrame:
-    return metrics.metrics_table(sels, [k], bits=fp.bits, n_neurons=fp.n_neurons, emb=use_emb,
-                                 categories=ds.categories, lengths=ui.lengths(fp))
+# ---------------------------------------------------------------- everything that depends on the budget
+# A fragment: moving the budget (or selecting on a map) reruns only this part of the page.
 
 
-with ui.guard("Metrics failed"):
-    table = ui.memo("metrics", table_key, _metrics, recent=True)
-shown = table[["method", *[c for c in METRIC_COLUMNS if c in table.columns]]].rename(columns=METRIC_COLUMNS)
-shown["method"] = shown["method"].map(plots.method_label)
-st.dataframe(shown, hide_index=True, width="stretch",
-             column_config={label: st.column_config.NumberColumn(format="%.3f") for label in METRIC_COLUMNS.values()})
-st.caption("Neuron coverage: share of coverable neurons the picks fire (MADS maximises it). Text spread: mean "
-           "cosine distance from each pick to its nearest other pick (higher = more varied); text radius: worst "
-           "distance of any sample to its nearest pick (lower = better covered). Coverage rewards samples that fire "
-           "many neurons, which are often long ones — compare the token columns.")
-if use_emb is None:
-    st.caption("Text spread/radius left out at this size (N × k too large for a live table).")
-st.plotly_chart(plots.metrics_bars(table, [(c, label) for c, label in METRIC_COLUMNS.items()
-                                           if c in ("coverage", "mean_nn_distance", "category_coverage",
-                                                    "category_entropy")]), width="stretch")
-if any(c is not None for c in ds.categories):
-    st.plotly_chart(plots.category_bars(ds.categories, picked), width="stretch")
-else:
-    st.caption("This dataset has no categories: category coverage is not available.")
+@st.fragment
+def budget_view() -> None:
+    ui.follow_click_to_inspect()
+    k = ui.budget_control(n, "compare")
+    sels = ui.selections(methods, ds, fp, k, emb)
+    picked = {m: np.asarray(sel.ranking[:k]) for m, sel in sels.items()}
+    linked = ui.linked_rows()
+
+    # (a) (b) maps
+    st.header("Where the picks fall", divider="gray")
+    c1, c2 = st.columns([3, 1])
+    shown = state.bound(c1.pills, "Highlight on the maps", state.HIGHLIGHT, options=list(picked),
+                        selection_mode="multi", format_func=plots.method_label,
+                        help="Picks of each highlighted method at the current budget; grey: picked by none of them.")
+    color_by = state.bound(c2.selectbox, "Colour the rest by", state.COLOR_BY, options=["", *color_options],
+                           format_func=lambda c: c or "nothing (grey)",
+                           help="Colour the points no highlighted method picked by a metadata column.")
+    highlight = {m: picked[m] for m in shown or []}
+    colors = ui.color_values(ds, color_by) if color_by else None
+    focus = state.get(ui.INSPECT_ROW)
+    left, right = st.columns(2)
+    for col, proj, title, key in ((left, fp_proj, "(a) Activation fingerprints", "compare_map_fp"),
+                                  (right, text_proj, "(b) Text embeddings (MiniLM)", "compare_map_text")):
+        fig = plots.projection_scatter(proj.coords, highlight, title=title, subtitle=proj.method, linked=linked,
+                                       focus=focus, hover=hover, color_by=colors, color_label=color_by)
+        with col:
+            ui.chart(fig, key=key, on_select=ui.on_map_select(key, open_inspect=True),
+                     selection_mode=("points", "box", "lasso"),
+                     data=ui.map_frame(ds, proj.coords, picked), name=key)
+    st.caption("Grey: not picked by any highlighted method. **Click a point** to open that sample on Inspect; "
+               "pick the lasso or box tool in a map's toolbar to ring the same samples in the other map (linked "
+               "views).")
+    if len(linked):
+        lc1, lc2, lc3 = st.columns([4, 1, 1])
+        in_sel = {plots.method_label(m): int(np.isin(linked, idx).sum()) for m, idx in picked.items()}
+        lc1.info(f"Linked selection: {len(linked):,} samples — picked among them: "
+                 + ", ".join(f"{name} {count}" for name, count in in_sel.items()), icon=":material/link:")
+        lc2.download_button("Download selection", ui.selection_bytes(ds, linked), file_name="lasso-selection.jsonl",
+                            mime="application/jsonl", icon=":material/download:", on_click="ignore",
+                            help="The ringed samples' original records (JSONL, in row order).")
+        lc3.button("Clear linked selection", on_click=lambda: st.session_state.update({ui.LINKED: []}))
+
+    # (c) coverage
+    st.header("Coverage vs budget", divider="gray")
+    curve_key = "|".join(f"{m}:{sel.settings_hash}:{len(sel.ranking)}" for m, sel in sels.items())
+    frame, coverable = ui.memo("coverage-frame", f"{fp.key}|{curve_key}",
+                               lambda: session.coverage_frame(sels, fp.bits, fp.n_neurons))
+    saturation = []
+    for m in sels:
+        part = frame[frame["method"] == m]
+        point = plots.saturation_point(part["k"].to_numpy(), part["covered"].to_numpy())
+        if point is not None and part["covered"].max() >= coverable:
+            saturation.append((m, point[0], point[1] / coverable))
+    left, right = st.columns(2)
+    with left:
+        ui.chart(plots.coverage_curves(frame, n=n, budget=k, saturation=saturation), data=frame, name="coverage")
+    note = ("k-means is clustered at each budget, so its curve stops at the current budget. "
+            if "kmeans-embed" in sels else "")
+    sat_text = "; ".join(f"{plots.method_label(m)} at k = {ks:,}" for m, ks, _ in saturation)
+    left.caption(f"Plain neuron coverage: share of the {coverable:,} neurons that fire on at least one sample. "
+                 + note + (f"Plain coverage saturates (every later pick adds nothing to it): {sat_text}."
+                           if saturation else "No method reaches full plain coverage within its ranking."))
+    if "mads" in sels:
+        mads = sels["mads"]
+        unit = "nats (idf)" if mads.settings.get("weighting") == "idf" else "neurons"
+        with right:
+            ui.chart(plots.gain_per_pick(mads.gains, mads.rounds, budget=k, n=n,
+                                         filler_from=mads.filler_from if mads.filler_from < len(mads) else None,
+                                         unit=unit),
+                     data=pd.DataFrame({"pick": np.arange(1, len(mads) + 1), "row": mads.ranking,
+                                        "gain": mads.gains, "round": np.asarray(mads.rounds) + 1}), name="gains")
+        right.caption("Late picks of plain coverage each add a few rare neurons (the tail chases outliers). Raise "
+                      "*minimum support*, use idf weights, or switch the continuation in MADS settings to tame it. "
+                      "Rounds count from 1 (round 1 = the first greedy pass), as in the picks table.")
+    else:
+        right.info("Add MADS to the methods to see its gain per pick.", icon=":material/info:")
+
+    # (d) metrics
+    st.header(f"Metrics at k = {k:,}", divider="gray")
+    use_emb = emb if n * k <= DIVERSITY_LIMIT else None
+    table_key = f"{fp.key}|{curve_key}|{k}|{use_emb is not None}"
+
+    def _metrics() -> pd.DataFrame:
+        return metrics.metrics_table(sels, [k], bits=fp.bits, n_neurons=fp.n_neurons, emb=use_emb,
+                                     categories=ds.categories, lengths=ui.lengths(fp))
+
+    with ui.guard("Metrics failed"):
+        table = ui.memo("metrics", table_key, _metrics, recent=True)
+    shown_table = table[["method", *[c for c in METRIC_COLUMNS if c in table.columns]]].rename(
+        columns=METRIC_COLUMNS)
+    shown_table["method"] = shown_table["method"].map(plots.method_label)
+    st.dataframe(shown_table, hide_index=True, width="stretch",
+                 column_config={"method": st.column_config.TextColumn(width="medium"),
+                                **{label: st.column_config.NumberColumn(label, format="%.3f", width="small")
+                                   for label in METRIC_COLUMNS.values()}})
+    st.caption("Neuron coverage: share of coverable neurons the picks fire (MADS maximises it). Text spread: mean "
+               "cosine distance from each pick to its nearest other pick (higher = more varied); text radius: "
+               "worst distance of any sample to its nearest pick (lower = better covered). Coverage rewards samples "
+               "that fire many neurons, which are often long ones — compare the token columns.")
+    if use_emb is None:
+        st.caption("Text spread/radius left out at this size (N × k too large for a live table).")
+    d1, d2 = st.columns(2)
+    d1.download_button("Download this table (CSV)", table.to_csv(index=False).encode(), file_name=f"metrics-k{k}.csv",
+                       mime="text/csv", icon=":material/table:", on_click="ignore")
+    d2.download_button(f"Download the {'/'.join(f'{100 * b:g}' for b in COMPARE_BUDGETS)}% comparison (CSV)",
+                       lambda: ui.compare_csv(ds, fp, emb, methods, COMPARE_BUDGETS), file_name="compare.csv",
+                       mime="text/csv", icon=":material/download:", on_click="ignore",
+                       help="The same table as `python -m mads_core compare` writes with `--out` (every method at "
+                       "5, 10 and 15%; k-means clustered at each budget).")
+    bars = plots.metrics_bars(table, [(c, label) for c, label in METRIC_COLUMNS.items()
+                                      if c in ("coverage", "mean_nn_distance", "category_coverage",
+                                               "category_entropy")])
+    ui.chart(bars, data=table, name="metrics")
+    if any(c is not None for c in ds.categories):
+        ui.chart(plots.category_bars(ds.categories, picked), data=ui.category_frame(ds.categories, picked),
+                 name="categories")
+    else:
+        st.caption("This dataset has no categories: category coverage is not available.")
+
+
+budget_view()
 st.page_link("pages/3_Inspect.py", label="Inspect the picks one by one →", icon=":material/search:")

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 
 from mads_core import session
@@ -29,20 +30,20 @@ from mads_core.model.fingerprint import Fingerprints
 from mads_core.model.store import cache_root
 from mads_core.select.greedy import Selection
 from mads_core.views.plots import method_label
+from pages import _state as state
 
 T = TypeVar("T")
 
-# Session-state keys shared across pages (plain keys survive page switches; widget keys do not).
+# Session-state keys shared across pages. Settings the user chooses live in ``pages/_state.py``
+# (one registry, widgets drawn from it); these are derived values and transient page state.
 SETTINGS = "settings"
 SETTINGS_ERROR = "settings_error"
-BUDGET = "budget_k"
-METHODS = "methods"
-METHOD_SETTINGS = "method_settings"
-SELECT_CONFIG = "select_config"
-INSPECT_ROW = "inspect_row"
+BUDGET = "budget_k"  # the current budget as a count (derived from state.BUDGET_SHARE; read-only for pages)
+SELECT_CONFIG = "select_config"  # the MADS SelectConfig in effect (derived; the teaching page follows it)
+INSPECT_ROW = state.INSPECT_ROW
 LINKED = "linked_rows"
 STOPPED = "fingerprint_stopped"
-PROJ_SETTINGS = "projection_settings"
+GOTO_INSPECT = "_goto_inspect"
 APP_RAN = "_app_ran"
 DEEP_LINK = "_deep_link"
 ROOT = Path(__file__).resolve().parents[1]
@@ -189,7 +190,8 @@ def compute_fingerprints(ds: Dataset, s: session.AppSettings) -> Fingerprints:
 
     st.session_state[STOPPED] = False
     n, batch = len(ds), s.fingerprint.batch_size
-    with st.status(f"Computing fingerprints of {n:,} samples…", expanded=True) as status:
+    holder = st.empty()
+    with holder.status(f"Computing fingerprints of {n:,} samples…", expanded=True) as status:
         st.caption("Finished chunks (256 samples each) are saved as they complete: a stop or a settings change "
                    "keeps them, and the next run resumes from there.")
         st.button("Stop", key="fp_stop_button", on_click=_stop, icon=":material/stop_circle:")
@@ -201,6 +203,8 @@ def compute_fingerprints(ds: Dataset, s: session.AppSettings) -> Fingerprints:
 
         def progress(done: int, total: int) -> None:
             now = time.perf_counter()
+            if seen and done - seen[-1][1] > 0 and (done - seen[-1][1]) / max(now - seen[-1][0], 1e-9) > 500:
+                seen.clear()  # chunks read back from the cache (a resume), not computed: restart the rate
             seen.append((now, done))
             t0, d0 = seen[0]
             rate = (done - d0) / (now - t0) if now > t0 and done > d0 else 0.0
@@ -212,8 +216,8 @@ def compute_fingerprints(ds: Dataset, s: session.AppSettings) -> Fingerprints:
 
         with guard("Fingerprinting failed"), _failing(status, "Fingerprinting failed"):
             fp = fingerprint_dataset(ds, s.model, s.fingerprint, progress=progress, loaded=loaded)
-        status.update(label=f"Fingerprints computed in {_duration(time.perf_counter() - start)}", state="complete",
-                      expanded=False)
+    holder.empty()  # a finished box does not stay on the page; the toast says it is done
+    st.toast(f"Fingerprints computed in {_duration(time.perf_counter() - start)}", icon=":material/check_circle:")
     return cached_fingerprints(ds, s) or fp
 
 
@@ -283,8 +287,9 @@ def embeddings(ds: Dataset) -> np.ndarray:
     emb = cached_embeddings(ds)
     if emb is not None:
         return emb
-    with st.status(f"Embedding {len(ds):,} texts with MiniLM (text baselines and text map)…",
-                   expanded=True) as status:
+    holder = st.empty()
+    with holder.status(f"Embedding {len(ds):,} texts with MiniLM (text baselines and text map)…",
+                       expanded=True) as status:
         bar = st.progress(0.0)
 
         def progress(done: int, total: int) -> None:
@@ -292,7 +297,8 @@ def embeddings(ds: Dataset) -> np.ndarray:
 
         with guard("Embedding failed"), _failing(status, "Embedding failed"):
             dataset_embeddings(ds, progress=progress)
-        status.update(label="Embeddings computed", state="complete", expanded=False)
+    holder.empty()
+    st.toast("Embeddings computed", icon=":material/check_circle:")
     found = cached_embeddings(ds)
     if found is None:
         st.error("Embeddings were computed but could not be read back from the cache.")
@@ -313,7 +319,8 @@ class ProjectionSettings:
 
 
 def projection_settings() -> ProjectionSettings:
-    return st.session_state.get(PROJ_SETTINGS) or ProjectionSettings()
+    return ProjectionSettings(int(state.get(state.MAP_NEIGHBORS)), float(state.get(state.MAP_MIN_DIST)),
+                              int(state.get(state.MAP_SVD)))
 
 
 def _project(kind: str, memo_key: str, run: Callable[..., Projection], ps: ProjectionSettings, n: int,
@@ -322,7 +329,8 @@ def _project(kind: str, memo_key: str, run: Callable[..., Projection], ps: Proje
     found = memo("projection", key, lambda: run(use_cache=True, compute=False, **kw))
     if found is not None:
         return found
-    with st.status(f"Projecting {n:,} {kind} to 2-D (once; cached on disk)…", expanded=True) as status:
+    holder = st.empty()
+    with holder.status(f"Projecting {n:,} {kind} to 2-D (once; cached on disk)…", expanded=True) as status:
         bar = st.progress(0.0, text="starting…")
         if n >= 2_000:
             st.caption("UMAP shows no progress of its own; a fresh process also compiles it once (~30 s).")
@@ -332,7 +340,8 @@ def _project(kind: str, memo_key: str, run: Callable[..., Projection], ps: Proje
 
         with guard(f"Projection of the {kind} failed"), _failing(status, f"Projection of the {kind} failed"):
             result = run(use_cache=True, progress=progress, **kw)
-        status.update(label=f"{kind.capitalize()} projected: {result.method}", state="complete", expanded=False)
+    holder.empty()
+    st.toast(f"{kind.capitalize()} projected: {result.method}", icon=":material/check_circle:")
     return memo("projection", key, lambda: result) or result
 
 
@@ -359,15 +368,18 @@ def embedding_projection(ds: Dataset, emb: np.ndarray) -> Projection:
 
 
 def method_state() -> tuple[list[str], SelectConfig, dict[str, dict[str, Any]]]:
-    """(chosen methods, MADS config, per-method settings) from session state (defaults if unset)."""
-    methods = list(st.session_state.get(METHODS) or session.DEFAULT_METHODS)
-    config = st.session_state.get(SELECT_CONFIG) or SelectConfig()
-    settings_ = st.session_state.get(METHOD_SETTINGS) or {}
-    return methods, config, settings_
+    """(chosen methods, MADS config, per-method settings) as in effect (the app's state)."""
+    methods = [m for m in state.get(state.METHODS) if m in session.METHODS] or ["mads"]
+    try:
+        config = state.select_config()
+    except ValueError:
+        config = SelectConfig()
+    return methods, config, state.method_settings()
 
 
 def ranking(method: str, ds: Dataset, fp: Fingerprints, k: int, emb: np.ndarray | None = None) -> Selection:
-    """A method's ranking: once up to the largest budget (k-means: at exactly ``k``), kept in memory.
+    """A method's ranking: once up to the largest budget (k-means: clustered at exactly ``k``, once per
+    budget, as ``compare`` does), kept in memory.
 
     Raises on failure (the caller decides how to report it).
     """
@@ -413,31 +425,39 @@ def selections(methods: list[str], ds: Dataset, fp: Fingerprints, k: int,
 
 
 def budget_control(n: int, key_prefix: str) -> int:
-    """Budget as a percentage slider and a count box, kept in step; returns k (shared by every page)."""
+    """Budget as a percentage slider and a count box, kept in step; returns k (shared by every page).
+
+    The budget is kept as a *share* of the dataset (``state.BUDGET_SHARE``), so 10% stays 10%
+    when the dataset changes; the count box sets the share that gives exactly its count here.
+    """
     kmax = session.max_budget(n)
-    asked = st.session_state.get(BUDGET) or session.default_budget(n)
-    k = session.clamp_budget(asked, n)
-    if k != asked:
-        st.warning(f"Budget {asked:,} is out of range for this dataset (1 to {kmax:,} of N = {n:,}): using {k:,}.",
-                   icon=":material/warning:")
+    share = float(state.get(state.BUDGET_SHARE))
+    top = session.max_share(n)
+    if not 0 < share <= top + 1e-12:
+        fixed = min(max(share, 1.0 / n), top) if share == share else session.DEFAULT_BUDGET_FRACTION
+        st.warning(f"Budget {100 * share:g}% is out of range for this dataset (1 to {kmax:,} of N = {n:,}): "
+                   f"using {100 * fixed:.1f}%.", icon=":material/warning:")
+        share = fixed
+        state.put(state.BUDGET_SHARE, share)
+    k = session.budget_from_share(share, n)
     st.session_state[BUDGET] = k
-    pct_key, count_key = f"{key_prefix}_budget_pct", f"{key_prefix}_budget_count"
     max_pct = round(100.0 * kmax / n, 1)
-    st.session_state[pct_key] = float(min(max(round(100.0 * k / n, 1), 0.1), max_pct))
-    st.session_state[count_key] = k
 
-    def from_pct() -> None:
-        st.session_state[BUDGET] = session.clamp_budget(round(st.session_state[pct_key] * n / 100.0), n)
-
-    def from_count() -> None:
-        st.session_state[BUDGET] = session.clamp_budget(int(st.session_state[count_key]), n)
+    def to_pct(value: float) -> float:
+        return float(min(max(round(100.0 * session.budget_from_share(value, n) / n, 1), 0.1), max(max_pct, 0.2)))
 
     c1, c2 = st.columns([3, 1])
-    c1.slider("Budget (% of the dataset)", min_value=0.1, max_value=max(max_pct, 0.2), step=0.1,
-              key=pct_key, on_change=from_pct, format="%.1f%%",
-              help="Every method ranks the dataset once; moving the budget only takes a longer or shorter prefix.")
-    c2.number_input("Budget (samples)", min_value=1, max_value=kmax, step=1, key=count_key, on_change=from_count)
-    k = st.session_state[BUDGET]
+    state.bound(c1.slider, "Budget (% of the dataset)", state.BUDGET_SHARE, to_widget=to_pct,
+                from_widget=lambda pct: float(pct) / 100.0, slot=f"{key_prefix}_pct", min_value=0.1,
+                max_value=max(max_pct, 0.2), step=0.1,
+                format="%.1f%%", help="Kept as a share of the dataset across pages and datasets. Every method "
+                "ranks the dataset once; moving the budget only takes a longer or shorter prefix.")
+    state.bound(c2.number_input, "Budget (samples)", state.BUDGET_SHARE,
+                to_widget=lambda value: session.budget_from_share(value, n),
+                from_widget=lambda count: int(count) / n, slot=f"{key_prefix}_count", min_value=1,
+                max_value=kmax, step=1)
+    k = session.budget_from_share(state.get(state.BUDGET_SHARE), n)
+    st.session_state[BUDGET] = k
     note = f" (budgets above {100 * session.LARGE_MAX_FRACTION:.0f}% are not offered for N > " \
            f"{session.LARGE_N:,})" if kmax < n else ""
     st.caption(f"k = **{k:,}** of N = {n:,} samples ({100.0 * k / n:.1f}%){note}")
@@ -465,18 +485,38 @@ def _points_rows(event: Any) -> list[int]:
     return sorted(set(rows))
 
 
-def on_map_select(key: str) -> Callable[[], None]:
-    """Callback for a map's selection: one point opens it, several become the linked selection."""
+def _is_click(event: Any) -> bool:
+    """A point click (no box or lasso drawn) rather than an area selection."""
+    try:
+        selection = event["selection"]
+        return not selection.get("box") and not selection.get("lasso")
+    except (KeyError, TypeError, AttributeError):
+        return False
+
+
+def on_map_select(key: str, open_inspect: bool = False) -> Callable[[], None]:
+    """Callback for a map's selection: a click opens that sample (on Inspect when ``open_inspect``),
+    a lasso or box becomes the linked selection ringed in both maps."""
 
     def callback() -> None:
-        rows = _points_rows(st.session_state.get(key))
+        event = st.session_state.get(key)
+        rows = _points_rows(event)
         if not rows:
             return
-        st.session_state[LINKED] = rows
-        if len(rows) == 1:
-            st.session_state[INSPECT_ROW] = rows[0]
+        if _is_click(event):
+            state.put(INSPECT_ROW, rows[0])
+            if open_inspect:
+                st.session_state[GOTO_INSPECT] = True
+        else:
+            st.session_state[LINKED] = rows
 
     return callback
+
+
+def follow_click_to_inspect() -> None:
+    """Open Inspect when a map click asked for it (callbacks cannot switch pages themselves)."""
+    if st.session_state.pop(GOTO_INSPECT, False):
+        st.switch_page("pages/3_Inspect.py")
 
 
 HOVER_LIMIT = 20_000
@@ -493,3 +533,132 @@ def hover_labels(ds: Dataset) -> list[str] | None:
 def lengths(fp: Fingerprints) -> np.ndarray:
     """Own tokens per sample (what the model read of each sample)."""
     return np.asarray(fp.token_counts, dtype=np.int64)
+
+
+# ---------------------------------------------------------------- researcher tools: colours, downloads, summary
+
+CHART_IMAGE_FORMAT = "svg"
+
+
+def chart(fig: Any, *, data: Any = None, name: str = "chart", **kwargs: Any) -> Any:
+    """A plotly chart with its data as a CSV download just below; the chart toolbar's camera saves it as
+    an image (``CHART_IMAGE_FORMAT``: SVG, vector, for papers; a PNG comes from the browser's own
+    screenshot or from the SVG).
+
+    ``kwargs`` go to ``st.plotly_chart`` (key, on_select, selection_mode...).
+    """
+    config = {"toImageButtonOptions": {"format": CHART_IMAGE_FORMAT, "filename": name, "scale": 2},
+              "displaylogo": False}
+    event = st.plotly_chart(fig, width="stretch", config=config, **kwargs)
+    if data is not None:
+        frame = data if isinstance(data, pd.DataFrame) else pd.DataFrame(data)
+        st.download_button("Data (CSV)", frame.to_csv(index=False).encode("utf-8"), file_name=f"{name}.csv",
+                           mime="text/csv", icon=":material/table:", on_click="ignore", key=f"csv_{name}",
+                           type="tertiary")
+    return event
+
+
+def color_columns(ds: Dataset) -> list[str]:
+    """Metadata columns a map can be coloured by: category, source, and each scalar field of the records
+    with at most 40 distinct values (or numeric)."""
+
+    def find() -> list[str]:
+        out = [c for c, values in (("category", ds.categories), ("source", ds.sources))
+               if len({v for v in values if v is not None}) > 1]
+        fields: dict[str, set] = {}
+        for rec in ds.records[:2000]:
+            for key, value in rec.items():
+                if isinstance(value, (str, int, float, bool)) and not (isinstance(value, str) and len(value) > 80):
+                    fields.setdefault(key, set()).add(value)
+        for key, values in fields.items():
+            numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+            if key not in ("id", "category", "source") and len(values) > 1 and (numeric or len(values) <= 40):
+                out.append(key)
+        return out
+
+    return memo("color-columns", ds.content_hash() + ds.name, find) or []
+
+
+def color_values(ds: Dataset, column: str) -> list[Any]:
+    """The value of ``column`` for every sample (None where a record lacks it)."""
+    if column == "category":
+        return list(ds.categories)
+    if column == "source":
+        return list(ds.sources)
+    return [rec.get(column) if isinstance(rec, Mapping) else None for rec in ds.records]
+
+
+def map_frame(ds: Dataset, coords: np.ndarray, picked: Mapping[str, np.ndarray]) -> pd.DataFrame:
+    """A map's data: row, id, x, y, category and one picked-by column per method."""
+    frame = pd.DataFrame({"row": np.arange(len(ds)), "id": ds.ids, "x": coords[:, 0], "y": coords[:, 1],
+                          "category": [c or "" for c in ds.categories]})
+    for m, idx in picked.items():
+        frame[f"picked_{m}"] = np.isin(frame["row"].to_numpy(), idx)
+    return frame
+
+
+def category_frame(categories: Any, picked: Mapping[str, np.ndarray]) -> pd.DataFrame:
+    """Per category: samples in the dataset and picks of each method."""
+    cats = pd.Series([c for c in categories if c is not None], dtype=object)
+    frame = cats.value_counts().rename_axis("category").reset_index(name="dataset")
+    for m, idx in picked.items():
+        counts = pd.Series([categories[int(i)] for i in idx if categories[int(i)] is not None],
+                           dtype=object).value_counts()
+        frame[m] = frame["category"].map(counts).fillna(0).astype(int)
+    return frame
+
+
+def selection_bytes(ds: Dataset, rows: np.ndarray) -> bytes:
+    """The original records of ``rows`` as JSONL (row order), for downloading a lasso selection."""
+    return "".join(json.dumps(ds.records[int(i)], ensure_ascii=False, default=session.json_default) + "\n"
+                   for i in sorted(int(r) for r in rows)).encode("utf-8")
+
+
+def compare_csv(ds: Dataset, fp: Fingerprints, emb: np.ndarray, methods: list[str],
+                budgets: tuple[float, ...]) -> bytes:
+    """The multi-budget table exactly as ``python -m mads_core compare --out`` writes it (same function)."""
+    from mads_core.pipeline import compare_table, selections_by_budget
+    from mads_core.select.greedy import resolve_budget
+
+    n = len(ds)
+    ks = [resolve_budget(b, n) for b in budgets]
+    _, config, all_settings = method_state()
+
+    def run(m: str, k: int) -> Selection:
+        if m in session.PER_BUDGET_METHODS or k <= session.max_budget(n):
+            found = ranking(m, ds, fp, k, emb if m in session.NEEDS_EMBEDDINGS else None)
+            if m in session.PER_BUDGET_METHODS or len(found) >= k:
+                return found
+        return session.run_method(m, ds, fp, k, select_config=config, embeddings=emb,
+                                  method_settings=all_settings.get(m, {}))
+
+    by_budget = selections_by_budget(methods, ks, run)
+    table = compare_table(by_budget, list(budgets), n, bits=fp.bits, n_neurons=fp.n_neurons, emb=emb,
+                          categories=ds.categories, lengths=fp.token_counts)
+    return table.to_csv(index=False, float_format="%.6g", lineterminator="\n").encode("utf-8")
+
+
+def settings_summary(s: session.AppSettings, ds: Dataset, methods: list[str], config: SelectConfig,
+                     method_settings: Mapping[str, Mapping[str, Any]]) -> str:
+    """One markdown list of every setting in effect on Compare (data, model, fingerprints, methods, maps)."""
+    fpc = s.fingerprint
+    ps = projection_settings()
+    fires = f"τ = {fpc.threshold:g}" if fpc.rule == "threshold" else f"top-{fpc.top_k} per token"
+    seeds = ", ".join(f"{method_label(m)} seed {int(v.get('seed', 0))}" for m, v in method_settings.items()
+                      if m in methods)
+    lines = [
+        f"- **Data:** {s.data.display_name} — {len(ds):,} samples",
+        f"- **Model:** {s.model.name} · layers {session.format_layers(fpc.layers)} · {fires} · levels "
+        f"{', '.join(f'{x:g}' for x in fpc.levels) or 'none'} · {fpc.pooling} pooling · {fpc.template} template · "
+        f"max {fpc.max_tokens} tokens",
+        f"- **MADS:** continuation {config.continuation}"
+        + (f" (m = {config.m})" if config.continuation == "mcover" else "")
+        + f" · {config.weighting} weights · minimum support {config.min_support} · neurons firing on more than "
+        f"{config.max_neuron_share:g} of samples ignored",
+        f"- **Methods:** {', '.join(method_label(m) for m in methods)}" + (f" ({seeds})" if seeds else ""),
+        f"- **Budget:** {100 * float(state.get(state.BUDGET_SHARE)):.1f}% of the dataset",
+        f"- **Maps:** UMAP n_neighbors {ps.n_neighbors}, min_dist {ps.min_dist:g}, SVD {ps.svd_dims} dims "
+        "(fingerprints)",
+        "- **Share this view:** the page's address holds these settings (copy it from the browser's address bar).",
+    ]
+    return "\n".join(lines)

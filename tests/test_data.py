@@ -15,6 +15,18 @@ from hypothesis import strategies as st
 
 from mads_core.data.loader import DataError, Dataset, LoadReport, detect_fields, load_records
 
+
+def U(text: str) -> tuple[str, str, bool]:
+    return ("user", text, True)
+
+
+def A(text: str) -> tuple[str, str, bool]:
+    return ("assistant", text, True)
+
+
+def S(text: str) -> tuple[str, str, bool]:
+    return ("system", text, False)
+
 ALPACA = [
     {"instruction": "Name a colour.", "input": "", "output": "Blue.", "category": "easy", "extra": 1},
     {"instruction": "Translate.", "input": "Bonjour", "output": "Hello.", "category": "lang"},
@@ -52,8 +64,8 @@ def test_alpaca_json_array(tmp_path: Path) -> None:
     ds = load_records(path)
     assert ds.format == "alpaca"
     assert ds.name == "a"
-    assert ds.turns[0] == (("user", "Name a colour."), ("assistant", "Blue."))
-    assert ds.turns[1] == (("user", "Translate.\n\nBonjour"), ("assistant", "Hello."))
+    assert ds.turns[0] == (U("Name a colour."), A("Blue."))
+    assert ds.turns[1] == (U("Translate.\n\nBonjour"), A("Hello."))
     assert ds.ids[1] == hash_id([["user", "Translate.\n\nBonjour"], ["assistant", "Hello."]])
     assert ds.categories == ("easy", "lang")
     assert ds.sources == (str(path), str(path))
@@ -95,7 +107,7 @@ def test_openai_chat_records(tmp_path: Path) -> None:
     ]
     ds = load_records(write_jsonl(tmp_path / "c.jsonl", rows))
     assert ds.format == "chat"
-    assert ds.turns[0][0] == ("system", "Be brief.")
+    assert ds.turns[0][0] == S("Be brief.")
     assert len(ds.turns[0]) == 5
     assert ds.prompt(0) == "Hi\n\nBye"
     assert ds.response(0) == "Goodbye"
@@ -107,14 +119,14 @@ def test_sharegpt_roles_are_mapped(tmp_path: Path) -> None:
     rows = [{"conversations": [{"from": "human", "value": "2+2?"}, {"from": "gpt", "value": "4"}]}]
     ds = load_records(write_json(tmp_path / "s.json", rows))
     assert ds.format == "chat"
-    assert ds.turns[0] == (("user", "2+2?"), ("assistant", "4"))
+    assert ds.turns[0] == (U("2+2?"), A("4"))
 
 
 def test_openai_content_parts_and_empty_system_turn(tmp_path: Path) -> None:
     rows = [{"messages": [{"role": "system", "content": ""},
                           {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}]}]
     ds = load_records(write_jsonl(tmp_path / "p.jsonl", rows))
-    assert ds.turns[0] == (("user", "a\nb"),)
+    assert ds.turns[0] == (U("a\nb"),)
     assert ds.response(0) == ""
 
 
@@ -123,8 +135,8 @@ def test_openai_evals_records_become_chat(tmp_path: Path) -> None:
              "ideal": ["A", "alt"]}]
     path = write_jsonl(tmp_path / "e.jsonl", rows)
     ds = load_records(path)
-    assert ds.format == "chat"
-    assert ds.turns[0] == (("system", "Answer."), ("user", "Q?"), ("assistant", "A"))
+    assert ds.format == "evals"
+    assert ds.turns[0] == (S("Answer."), U("Q?"), A("A"))
     assert "ideal" in detect_fields(path).describe()
 
 
@@ -133,8 +145,8 @@ def test_csv_table_with_response_and_category(tmp_path: Path) -> None:
                      [["What is 2+2?", "4", "math"], ["Multi\nline question", "yes", ""]])
     ds = load_records(path, text_column="q", response_column="a", category_column="topic")
     assert ds.format == "table"
-    assert ds.turns == ((("user", "What is 2+2?"), ("assistant", "4")),
-                        (("user", "Multi\nline question"), ("assistant", "yes")))
+    assert ds.turns == ((U("What is 2+2?"), A("4")),
+                        (U("Multi\nline question"), A("yes")))
     assert ds.categories == ("math", None)
     assert ds.records[0] == {"q": "What is 2+2?", "a": "4", "topic": "math"}
 
@@ -142,7 +154,7 @@ def test_csv_table_with_response_and_category(tmp_path: Path) -> None:
 def test_table_without_response_and_guessed_text_column(tmp_path: Path) -> None:
     path = write_csv(tmp_path / "t.csv", ["text"], [["just text"]])
     ds = load_records(path)
-    assert ds.turns == ((("user", "just text"),),)
+    assert ds.turns == ((U("just text"),),)
     assert ds.display_text(0) == "just text"
     assert ds.prompt(0) == "just text"
 
@@ -151,7 +163,7 @@ def test_tsv_file(tmp_path: Path) -> None:
     path = tmp_path / "t.tsv"
     path.write_text("text\tcategory\nhello, world\tx\n", encoding="utf-8")
     ds = load_records(path)
-    assert ds.turns[0] == (("user", "hello, world"),)
+    assert ds.turns[0] == (U("hello, world"),)
     assert ds.categories == ("x",)
 
 
@@ -161,12 +173,12 @@ def test_parquet_table_and_chat(tmp_path: Path) -> None:
     ds = load_records(table_path)
     assert ds.format == "table"
     assert ds.ids == ("7", "8")
-    assert ds.turns[1] == (("user", "p2"), ("assistant", "r2"))
+    assert ds.turns[1] == (U("p2"), A("r2"))
 
     chat_path = tmp_path / "c.parquet"
     messages = [[{"role": "user", "content": "u"}, {"role": "assistant", "content": "a"}]]
     pq.write_table(pa.table({"messages": messages}), chat_path)
-    assert load_records(chat_path).turns == ((("user", "u"), ("assistant", "a")),)
+    assert load_records(chat_path).turns == ((U("u"), A("a")),)
 
 
 def test_csv_and_parquet_of_same_table_hash_equal(tmp_path: Path) -> None:
@@ -179,10 +191,10 @@ def test_csv_and_parquet_of_same_table_hash_equal(tmp_path: Path) -> None:
 def test_bom_and_windows_line_endings(tmp_path: Path) -> None:
     jsonl = tmp_path / "w.jsonl"
     jsonl.write_bytes(b"\xef\xbb\xbf" + b"".join(json.dumps(r).encode() + b"\r\n" for r in ALPACA))
-    assert load_records(jsonl).turns[0] == (("user", "Name a colour."), ("assistant", "Blue."))
+    assert load_records(jsonl).turns[0] == (U("Name a colour."), A("Blue."))
     table = tmp_path / "w.csv"
     table.write_bytes(b"\xef\xbb\xbftext,response\r\nq1,a1\r\nq2,a2\r\n")
-    assert load_records(table).turns[1] == (("user", "q2"), ("assistant", "a2"))
+    assert load_records(table).turns[1] == (U("q2"), A("a2"))
 
 
 # --------------------------------------------------------------------------- detection
@@ -285,7 +297,7 @@ def test_non_utf8_csv_and_json(tmp_path: Path) -> None:
     expected = r"line 3: not valid UTF-8: byte 0xe9 at byte offset 13 of the file \(column 4\)"
     with pytest.raises(DataError, match=expected):
         load_records(csv_path)
-    assert load_records(csv_path, on_error="skip").turns == ((("user", "fine"),),)
+    assert load_records(csv_path, on_error="skip").turns == ((U("fine"),),)
 
     json_path = tmp_path / "a.json"
     json_path.write_bytes(b'[\n{"instruction": "a", "output": "b"},\n{"instruction": "\xff", "output": "b"}\n]')
@@ -315,7 +327,7 @@ def test_bad_alpaca_fields(tmp_path: Path, record: dict, field: str, reason: str
 @pytest.mark.parametrize(
     ("messages", "field", "reason"),
     [
-        ([{"role": "user", "content": "hi"}, {"role": "tool", "content": "x"}], "messages[1].role", "unknown role"),
+        ([{"role": "user", "content": "hi"}, {"role": "robot", "content": "x"}], "messages[1].role", "unknown role"),
         ([{"from": "human", "value": "hi"}, {"from": "bot9", "value": "x"}], "messages[1].from", "unknown role"),
         ([{"role": "user"}], "messages[0].content", "missing content"),
         ([{"role": "user", "content": ""}], "messages[0].content", "is empty"),
@@ -383,17 +395,23 @@ def test_all_records_bad_is_an_error_even_when_skipping(tmp_path: Path) -> None:
 
 
 def test_exact_duplicates_are_dropped_and_listed(tmp_path: Path) -> None:
-    rows = [ALPACA[0], ALPACA[1], {**ALPACA[0], "category": "other"}]
+    rows = [ALPACA[0], ALPACA[1], dict(ALPACA[0]), {**ALPACA[0], "category": "other"}]
     path = write_jsonl(tmp_path / "a.jsonl", rows)
     ds = load_records(path)
-    assert len(ds) == 2
+    assert len(ds) == 3  # only the identical record (line 3) is an exact duplicate
     assert ds.report.duplicates == (f"{path}, line 3: exact duplicate of {path}, line 1",)
-    assert "Dropped 1 exact duplicate" in ds.report.summary()
+    assert ds.report.same_text == (f"{path}, line 4: same model text as {path}, line 1, other fields differ (kept)",)
+    assert ds.categories == ("easy", "lang", "other")
+    assert "Dropped 1 exact duplicate:" in ds.report.summary()
+    assert ds.report.n_read == ds.report.n_kept + ds.report.n_skipped + ds.report.n_duplicates
+
+    by_text = load_records(path, dedupe="text")
+    assert len(by_text) == 2 and by_text.report.n_duplicates == 2
 
     kept = load_records(path, dedupe=False)
-    assert len(kept) == 3
+    assert len(kept) == 4
     assert kept.ids[2] == kept.ids[0] + "~2"  # ids stay unique
-    assert len(set(kept.ids)) == 3
+    assert len(set(kept.ids)) == 4
 
 
 def test_same_id_different_content_names_both_records(tmp_path: Path) -> None:
@@ -434,7 +452,7 @@ def test_content_hash_is_stable_and_content_sensitive(tmp_path: Path) -> None:
     assert ds.content_hash() == again.content_hash()
     recategorised = Dataset(ds.name, ds.format, ds.ids, ds.turns, (None,) * 5, ds.sources, ds.records)
     assert recategorised.content_hash() == ds.content_hash()  # categories do not change what the model reads
-    changed = Dataset(ds.name, ds.format, ds.ids, ds.turns[:4] + ((("user", "other"),),),
+    changed = Dataset(ds.name, ds.format, ds.ids, ds.turns[:4] + ((U("other"),),),
                       ds.categories, ds.sources, ds.records)
     assert changed.content_hash() != ds.content_hash()
 

@@ -52,8 +52,9 @@ def test_demo_records_are_chat_records_with_id_category_source(default) -> None:
         assert record["id"] == default.ids[i]
         assert record["category"] == default.categories[i]
         assert record["source"] == default.sources[i]
-        assert [(m["role"], m["content"]) for m in record["messages"]] == list(default.turns[i])
-        assert {r for r, _ in default.turns[i]} <= {"system", "user", "assistant"}
+        assert [(m["role"], m["content"]) for m in record["messages"]] == [(t.role, t.text) for t in default.turns[i]]
+        assert {t.role for t in default.turns[i]} <= {"system", "user", "assistant"}
+        assert all(t.own == (t.role != "system") for t in default.turns[i])  # system is context
         assert default.response(i)  # every demo sample has an answer
 
 
@@ -72,7 +73,7 @@ def test_ifbench_all_prompts_with_key_ids_and_families() -> None:
     first_out = json.loads((root / "sample_output.jsonl").read_text(encoding="utf-8").splitlines()[0])
     assert first_test["prompt"] == first_out["prompt"]
     assert ds.ids[0] == f"ifbench-{first_test['key']}"
-    assert ds.turns[0] == (("user", first_out["prompt"]), ("assistant", first_out["response"]))
+    assert ds.turns[0] == (("user", first_out["prompt"], True), ("assistant", first_out["response"], True))
     family = first_test["instruction_id_list"][0].split(":")[0]
     assert ds.categories[0] == f"ifbench:{family}"
     assert ds.records[0]["instruction_id_list"] == first_test["instruction_id_list"]
@@ -88,9 +89,9 @@ def test_chatterbot_all_conversations_deduplicated() -> None:
     assert ds.report.n_duplicates == 2026 - 1 - 898  # mostly tech_support.yml repeats
     assert len(set(ds.categories)) == 21
     assert ds.sources[0] == "chatterbot-corpus:english/ai.yml"
-    assert ds.turns[0] == (("user", "What is AI?"), ("assistant", ds.records[0]["messages"][1]["content"]))
+    assert ds.turns[0] == (("user", "What is AI?", True), ("assistant", ds.records[0]["messages"][1]["content"], True))
     multi = [t for t in ds.turns if len(t) > 2]
-    assert multi and all(r == ("user", "assistant")[j % 2] for t in multi for j, (r, _) in enumerate(t))
+    assert multi and all(r == ("user", "assistant")[j % 2] for t in multi for j, (r, _, _own) in enumerate(t))
 
 
 def test_chatterbot_without_dedupe_keeps_every_valid_conversation() -> None:
@@ -122,7 +123,7 @@ def test_evals_ideal_list_takes_first_item() -> None:
     samples = evals_samples(3, ["css-selectors"])
     assert len(samples) == 3
     first = samples[0]
-    assert first.turns[-1] == ("assistant", "True")  # ideal is ["True"] in the file
+    assert first.turns[-1] == ("assistant", "True", True)  # ideal is ["True"] in the file
     assert first.turns[0][0] == "system" and first.number == 1
     with pytest.raises(ValueError, match="excluded"):
         evals_samples(1, ["ballots"])

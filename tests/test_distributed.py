@@ -49,7 +49,7 @@ def demo_subset(path: Path, n: int = 12):
     sub = ds.subset(list(range(0, len(ds), len(ds) // n))[:n])
     with open(path, "w", encoding="utf-8") as fh:
         for i in range(len(sub)):
-            messages = [{"role": r, "content": c} for r, c in sub.turns[i]]
+            messages = [{"role": r, "content": c} for r, c, _own in sub.turns[i]]
             fh.write(json.dumps({"id": sub.ids[i], "messages": messages}) + "\n")
     return path, sub
 

@@ -46,6 +46,7 @@ from mads_core.data.loader import (
     Dataset,
     RecordError,
     Sample,
+    Turn,
     chat_turns,
     content_id,
     evals_turns,
@@ -152,12 +153,12 @@ def pick_per_category(samples: Sequence[Sample | DataError], k: int) -> list[Sam
     return [s for i, s in enumerate(samples) if i in keep]
 
 
-def _chat_sample(turns: tuple[tuple[str, str], ...], category: str, source: str, number: int,
+def _chat_sample(turns: tuple[Turn, ...], category: str, source: str, number: int,
                  unit: str, sample_id: str | None = None, **extra: Any) -> Sample:
     sample_id = sample_id or content_id(turns)
     record = {
         "id": sample_id,
-        "messages": [{"role": r, "content": c} for r, c in turns],
+        "messages": [{"role": t.role, "content": t.text} for t in turns],
         "category": category,
         "source": source,
         **extra,
@@ -193,7 +194,7 @@ def ifbench_samples() -> list[Sample | DataError]:
     return samples
 
 
-def _conversation_turns(conversation: Any) -> tuple[tuple[str, str], ...]:
+def _conversation_turns(conversation: Any) -> tuple[Turn, ...]:
     if not isinstance(conversation, list):
         raise RecordError("conversations", "a conversation must be a list of utterances")
     messages = [{"role": "user" if j % 2 == 0 else "assistant", "content": text}
@@ -313,7 +314,8 @@ def load_demo(name: str = "default", *, dedupe: bool = True) -> Dataset:
     """
     if name not in _BUILDERS:
         raise ValueError(f"unknown demo {name!r}; choose one of {sorted(_BUILDERS)}")
-    assembler = Assembler(dedupe=dedupe, on_error="skip", id_field="id")
+    # Demo records are built here from their texts, so repeats of a text are dropped ("text").
+    assembler = Assembler(dedupe="text" if dedupe else "none", on_error="skip", id_field="id")
     for sample in _BUILDERS[name]():
         if isinstance(sample, DataError):
             assembler.reject(sample)
@@ -331,7 +333,7 @@ def estimate_tokens(
     """Rough model tokens to fingerprint ``dataset``: per sample min(chars/3.5 + 12, 256)."""
     total = 0.0
     for turns in dataset.turns:
-        chars = sum(len(content) for _, content in turns)
+        chars = sum(len(t.text) for t in turns)
         total += min(chars / chars_per_token + template_tokens, max_tokens)
     return round(total)
 

@@ -34,10 +34,17 @@ from mads_core.select.greedy import Selection, resolve_budget
 
 EXPORT_VERSION = 1
 MANIFEST_SUFFIX = ".manifest.json"
-CONTAINERS = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet",
-              ".pq": "parquet"}
-# Container used when the output path has no suffix, by the dataset's input format.
+CONTAINERS = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "tsv",
+              ".parquet": "parquet", ".pq": "parquet"}
+# Suffix used when the output path has none: the input's own container, else by record format.
+CONTAINER_SUFFIX = {"json": ".json", "jsonl": ".jsonl", "csv": ".csv", "tsv": ".tsv", "parquet": ".parquet",
+                    "hf": ".parquet"}
 DEFAULT_SUFFIX = {"alpaca": ".json", "chat": ".jsonl", "table": ".csv"}
+# Parquet schema metadata written when a tabular file cannot carry records as they are:
+# columns stored as JSON text (nested objects whose keys differ between records, which
+# Arrow would otherwise pad with null keys) and keys absent from some records.
+PARQUET_JSON_COLUMNS = b"mads.json_columns"
+PARQUET_ABSENT_KEYS = b"mads.absent_keys"
 FLOAT_DIGITS = 12
 
 
@@ -55,11 +62,16 @@ class ExportResult:
 # ------------------------------------------------------------------ naming
 
 
-def resolve_output(out_path: str | os.PathLike[str], dataset_format: str) -> tuple[Path, str]:
-    """(data path, container) from the output path; no suffix -> the dataset format's default."""
+def default_suffix(dataset_format: str, container: str = "") -> str:
+    """The input's own container's suffix, else the record format's usual one (.jsonl if none)."""
+    return CONTAINER_SUFFIX.get(container) or DEFAULT_SUFFIX.get(dataset_format, ".jsonl")
+
+
+def resolve_output(out_path: str | os.PathLike[str], dataset_format: str, container: str = "") -> tuple[Path, str]:
+    """(data path, container) from the output path; no suffix -> the input's own container."""
     path = Path(out_path)
     if not path.suffix:
-        path = path.with_name(path.name + DEFAULT_SUFFIX.get(dataset_format, ".jsonl"))
+        path = path.with_name(path.name + default_suffix(dataset_format, container))
     container = CONTAINERS.get(path.suffix.lower())
     if container is None:
         raise ValueError(f"cannot export to {path.name!r}: use one of {', '.join(sorted(CONTAINERS))}")
@@ -76,7 +88,7 @@ def default_filename(dataset: Any, selection: Selection, k: int) -> str:
     """A descriptive file name: ``<dataset>-<method>-<k><suffix>`` (unsafe characters -> '_')."""
     stem = f"{dataset.name}-{selection.method}-{k}"
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem)
-    return safe + DEFAULT_SUFFIX.get(dataset.format, ".jsonl")
+    return safe + default_suffix(dataset.format, getattr(dataset, "container", ""))
 
 
 # ------------------------------------------------------------- JSON values
@@ -145,10 +157,17 @@ def _csv_cell(value: Any) -> str:
     return str(value.item() if isinstance(value, np.generic) else value)
 
 
-def _csv_bytes(records: Sequence[Mapping[str, Any]], dataset_format: str) -> bytes:
-    if dataset_format == "chat":
-        raise ValueError("chat records hold nested message lists, which CSV cannot carry: "
-                         "export to .jsonl, .json or .parquet instead")
+def _check_flat(records: Sequence[Mapping[str, Any]], what: str) -> None:
+    """Records with nested values (lists, objects) cannot be written to CSV/TSV as they are."""
+    for i, r in enumerate(records, start=1):
+        for k, v in r.items():
+            if isinstance(v, (Mapping, list, tuple)):
+                raise ValueError(f"record {i}, field {k!r} holds a nested {type(v).__name__}, which {what} cannot "
+                                 "carry as it is: export to .jsonl, .json or .parquet instead")
+
+
+def _csv_bytes(records: Sequence[Mapping[str, Any]], dataset_format: str = "") -> bytes:
+    _check_flat(records, "CSV")
     cols = _columns(records)
     buf = io.StringIO(newline="")
     writer = csv.writer(buf, lineterminator="\n")
@@ -156,6 +175,21 @@ def _csv_bytes(records: Sequence[Mapping[str, Any]], dataset_format: str) -> byt
     for r in records:
         writer.writerow([_csv_cell(r.get(c)) for c in cols])
     return buf.getvalue().encode("utf-8")
+
+
+def _tsv_bytes(records: Sequence[Mapping[str, Any]]) -> bytes:
+    """TSV as the loader reads it: no quoting (quotes are literal); a tab or line break in a value is an error."""
+    _check_flat(records, "TSV")
+    cols = _columns(records)
+    lines = ["\t".join(cols)]
+    for i, r in enumerate(records, start=1):
+        cells = [_csv_cell(r.get(c)) for c in cols]
+        for c, cell in zip(cols, cells, strict=True):
+            if any(ch in cell for ch in "\t\r\n"):
+                raise ValueError(f"record {i}, field {c!r} holds a tab or line break, which TSV cannot carry "
+                                 "(quotes are literal in TSV): export to .csv, .jsonl or .parquet instead")
+        lines.append("\t".join(cells))
+    return ("\n".join(lines) + "\n").encode("utf-8")
 
 
 def _arrow_column(values: list[Any]) -> Any:
@@ -169,11 +203,33 @@ def _arrow_column(values: list[Any]) -> Any:
 
 
 def _parquet_bytes(records: Sequence[Mapping[str, Any]]) -> bytes:
+    """Parquet whose rows read back as the records were: a column Arrow would change (null keys added
+    to nested objects) is stored as JSON text, and keys absent from a record are listed; both in the
+    schema metadata, which ``mads_core.data.readers`` applies on reading."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     cols = _columns(records)
-    table = pa.table({c: _arrow_column([r.get(c) for r in records]) for c in cols})
+    arrays, json_cols = {}, []
+    for c in cols:
+        values = [r.get(c) for r in records]
+        array = _arrow_column(values)
+        plain = [_record_value(v) for v in values]
+        if array.to_pylist() != plain and any(isinstance(v, (Mapping, list, tuple)) for v in values):
+            array = pa.array([None if v is None else json.dumps(v, ensure_ascii=False, sort_keys=False)
+                              for v in plain], type=pa.string())
+            json_cols.append(c)
+        arrays[c] = array
+    absent = {str(i): [c for c in cols if c not in r] for i, r in enumerate(records)}
+    absent = {i: keys for i, keys in absent.items() if keys}
+    meta = {}
+    if json_cols:
+        meta[PARQUET_JSON_COLUMNS] = json.dumps(json_cols).encode()
+    if absent:
+        meta[PARQUET_ABSENT_KEYS] = json.dumps(absent).encode()
+    table = pa.table(arrays)
+    if meta:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **meta})
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, compression="zstd")
     return sink.getvalue().to_pybytes()
@@ -189,6 +245,8 @@ def records_bytes(
         return _jsonl_bytes(records)
     if container == "csv":
         return _csv_bytes(records, dataset_format)
+    if container == "tsv":
+        return _tsv_bytes(records)
     if container == "parquet":
         return _parquet_bytes(records)
     raise ValueError(f"unknown container {container!r}")
@@ -244,6 +302,9 @@ def build_manifest(
         "file": {"name": data_name, "container": container, "sha256": data_sha256, "records": int(k)},
         "picks": picks,
     }
+    report = getattr(dataset, "report", None)
+    if report is not None and hasattr(report, "to_dict"):
+        manifest["load_report"] = report.to_dict()
     if created is not None:
         manifest["created"] = created
     return manifest
@@ -280,7 +341,7 @@ def export_selection(
     if k > len(selection.ranking):
         raise ValueError(f"budget {budget!r} needs {k} picks; the {selection.method} ranking has "
                          f"{len(selection.ranking)}")
-    data_path, container = resolve_output(out_path, dataset.format)
+    data_path, container = resolve_output(out_path, dataset.format, getattr(dataset, "container", ""))
     records = [dataset.records[int(i)] for i in selection.ranking[:k]]
     data = records_bytes(records, container, dataset.format)
     write_atomic(data_path, data)

@@ -1,96 +1,86 @@
-"""Loading and validating instruction records.
+"""Loading instruction records into one uniform ``Dataset``: detection, ids, duplicates, load report.
 
-``load_records`` reads Alpaca records (instruction/input/output), chat records (a
-``messages`` or ``conversations`` list in OpenAI ``role``/``content`` or ShareGPT
-``from``/``value`` form) and tables (a text column, optional response column) from
-JSON, JSON Lines, CSV/TSV or Parquet, and returns one uniform ``Dataset``: every
-sample is a tuple of (role, content) turns with role in system/user/assistant, a
-stable id, an optional category and all of its original fields.
+``load_records`` reads a file (JSON, JSON Lines, CSV, TSV, Parquet) or a Hugging Face
+``datasets`` folder (``mads_core.data.readers``), recognises the record format
+(``mads_core.data.formats``: Alpaca, Dolly, Self-Instruct, OpenAI/ShareGPT chat with tools,
+preference pairs, OpenAI evals, lists of strings, MT-bench, prompt/response tables) and
+returns a ``Dataset``: every sample is a tuple of ``Turn(role, text, own)``, with a stable
+id, an optional category and its original record (kept unchanged for export).
 
 Why so strict: everything downstream (fingerprints, selections, exports) is keyed on
 ``Dataset.content_hash()``, so a record must mean one thing. Bad records fail loudly
-with a ``DataError`` naming file, line/record and field, or are skipped and listed in
-``LoadReport`` when the caller asks for ``on_error="skip"``.
-
-Numbering: JSON Lines and CSV/TSV count 1-based *lines* of the file (a CSV header is
-line 1); JSON arrays and Parquet count 1-based *records*/rows.
+with a ``DataError`` naming file, line/record and field, or are skipped and listed in the
+``LoadReport`` when the caller asks for ``on_error="skip"``. Records in = records kept +
+records reported (skipped or dropped as exact duplicates), always.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
-import math
 import os
-import re
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-ROLES = ("system", "user", "assistant")
-# Accepted spellings of a turn's role (lower-cased) -> canonical role. ShareGPT writes
-# human/gpt; Gemini-style exports write model. Anything else (tool, function, ...) is an error.
-ROLE_MAP = {
-    "system": "system",
-    "user": "user",
-    "human": "user",
-    "assistant": "assistant",
-    "gpt": "assistant",
-    "model": "assistant",
-}
-FORMATS = ("alpaca", "chat", "table")
+from mads_core.config import LOADER_FORMAT_VERSION
+from mads_core.data.formats import (
+    FORMAT_NAMES,
+    MESSAGE_FIELDS,
+    RecordError,
+    Turn,
+    Turns,
+    as_turns,
+    chat_turns,
+    detect_format,
+    evals_turns,
+    format_spec,
+    guess_pair,
+    is_missing,
+    record_turns,
+    self_instruct_turns,
+    type_name,
+)
+from mads_core.data.readers import DataError, check_path, container_of, open_records
+
+__all__ = [
+    "DataError", "Dataset", "LoadReport", "RecordError", "Sample", "Assembler", "Turn", "FieldDetection",
+    "load_records", "detect_fields", "chat_turns", "evals_turns", "turns_key", "content_id",
+]
+
+FORMATS = FORMAT_NAMES
 ID_FIELDS = ("id", "key", "uid")
 CATEGORY_FIELD = "category"
-MESSAGE_FIELDS = ("messages", "conversations")
-EVALS_INPUT = "input"  # OpenAI evals registry records: {"input": [messages], "ideal": answer}
-# Guessed (in this order) for table records when no text_column / response_column is given.
-TEXT_CANDIDATES = ("text", "prompt", "question", "query", "content")
-RESPONSE_CANDIDATES = ("response", "answer", "completion", "output")
-CONTAINERS = {
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-    ".json": "json",
-    ".csv": "csv",
-    ".tsv": "tsv",
-    ".parquet": "parquet",
-    ".pq": "parquet",
-}
+DEDUPE_MODES = ("records", "text", "none")
 ID_HASH_CHARS = 16
-_SURROGATE = re.compile("[\ud800-\udfff]")
-_BOM = b"\xef\xbb\xbf"
-
-
-class DataError(ValueError):
-    """A record or file could not be read. Message names file, record/line and field.
-
-    ``unit`` is "record" (JSON arrays, Parquet rows, demo sources) or "line" (JSON Lines,
-    CSV); it only changes the wording of the message.
-    """
-
-    def __init__(
-        self, path: str, record: int | None, field_name: str | None, reason: str, *, unit: str = "record"
-    ):
-        self.path, self.record, self.field_name, self.reason = path, record, field_name, reason
-        self.unit = unit
-        where = path
-        if record is not None:
-            where += f", {unit} {record}"
-        if field_name is not None:
-            where += f", field {field_name!r}"
-        super().__init__(f"{where}: {reason}")
+_TITLES = {"alpaca": "Alpaca", "dolly": "Dolly", "self_instruct": "Self-Instruct", "preference": "preference (DPO)",
+           "string_list": "list-of-strings (LIMA / UltraChat)", "mtbench": "MT-bench",
+           "oasst_rows": "oasst message-row", "segments": "axolotl input_output"}
 
 
 @dataclass(frozen=True)
 class LoadReport:
-    """What loading did besides returning records: skipped / duplicate records."""
+    """What loading did besides returning samples; the same account in the CLI, app and manifests.
+
+    Loading fills ``n_read`` / ``n_kept`` / ``skipped`` / ``duplicates`` (dropped: identical
+    records) / ``same_text`` (kept: same model text as an earlier sample, other fields
+    differ) / ``notes`` (how the file was read). Tokenizing fills the window fields (see
+    ``mads_core.model.encode.window_report``): ``truncated`` (context cut to fit
+    ``max_tokens``), ``response_cut`` (the response itself was cut) and ``no_own`` (no own
+    token in the window: such a sample cannot be fingerprinted). Each entry is one line
+    "where/id: what". Invariant: ``n_read == n_kept + n_skipped + n_duplicates``.
+    """
 
     n_read: int = 0
     n_kept: int = 0
-    skipped: tuple[str, ...] = ()     # one reason per skipped record ("file, record N, field: why")
-    duplicates: tuple[str, ...] = ()  # one line per dropped duplicate
+    skipped: tuple[str, ...] = ()
+    duplicates: tuple[str, ...] = ()
+    same_text: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    truncated: tuple[str, ...] = ()
+    response_cut: tuple[str, ...] = ()
+    no_own: tuple[str, ...] = ()
 
     @property
     def n_skipped(self) -> int:
@@ -100,52 +90,80 @@ class LoadReport:
     def n_duplicates(self) -> int:
         return len(self.duplicates)
 
-    def summary(self, first: int = 3) -> str:
+    def lines(self, first: int = 3) -> list[str]:
         """Human-readable account: counts, then the first ``first`` reasons of each kind."""
-        lines = [f"Read {self.n_read} records, kept {self.n_kept}."]
-        kinds = (("Skipped", "malformed record", self.skipped), ("Dropped", "exact duplicate", self.duplicates))
-        for verb, title, items in kinds:
+        out = [f"Read {self.n_read} records, kept {self.n_kept}."]
+        out.extend(f"Note: {n}" for n in self.notes)
+        kinds = (
+            ("Skipped {n} malformed record{s}:", self.skipped),
+            ("Dropped {n} exact duplicate{s}:", self.duplicates),
+            ("Kept {n} sample{s} with the same model text as an earlier one (other fields differ):", self.same_text),
+            ("Truncated {n} sample{s} (context cut to fit the token window):", self.truncated),
+            ("Cut the response of {n} sample{s} (it did not fit its share of the window):", self.response_cut),
+            ("No own token in the window for {n} sample{s} (not fingerprinted):", self.no_own),
+        )
+        for title, items in kinds:
             if not items:
                 continue
-            lines.append(f"{verb} {len(items)} {title}{'s' if len(items) != 1 else ''}:")
-            lines.extend(f"  - {item}" for item in items[:first])
+            out.append(title.format(n=len(items), s="s" if len(items) != 1 else ""))
+            out.extend(f"  - {item}" for item in items[:first])
             if len(items) > first:
-                lines.append(f"  ... and {len(items) - first} more")
-        return "\n".join(lines)
+                out.append(f"  ... and {len(items) - first} more")
+        return out
 
+    def summary(self, first: int = 3) -> str:
+        return "\n".join(self.lines(first))
 
-Turns = tuple[tuple[str, str], ...]
+    def is_clean(self) -> bool:
+        """Nothing to say beyond the counts."""
+        return not (self.skipped or self.duplicates or self.same_text or self.notes or self.truncated
+                    or self.response_cut or self.no_own)
+
+    def to_dict(self, first: int = 20) -> dict[str, Any]:
+        """JSON-ready counts and the first ``first`` lines of each kind (export manifests, the app)."""
+        out: dict[str, Any] = {"read": self.n_read, "kept": self.n_kept, "notes": list(self.notes)}
+        for name in ("skipped", "duplicates", "same_text", "truncated", "response_cut", "no_own"):
+            items = getattr(self, name)
+            out[name] = {"count": len(items), "first": list(items[:first])}
+        return out
 
 
 @dataclass(frozen=True)
 class Dataset:
-    """Records in a uniform shape. Turns are (role, content); roles: system/user/assistant.
+    """Samples in a uniform shape: each a tuple of ``Turn(role, text, own)``.
 
-    ``records`` keeps every original field for export; ``format`` is the input format
-    ("alpaca", "chat", "table") so exports can be written back in it.
+    ``records`` keeps every original record for export; ``format`` is the record format
+    (``mads_core.data.formats``) and ``container`` the input file type, so exports can be
+    written back as they came. Turns may be given as (role, text) pairs: ``own`` then
+    follows the role (user/assistant/tool_call own; system/tools/tool context).
     """
 
     name: str
     format: str
     ids: tuple[str, ...]
-    turns: tuple[tuple[tuple[str, str], ...], ...]
+    turns: tuple[Turns, ...]
     categories: tuple[str | None, ...]
     sources: tuple[str, ...]
     records: tuple[dict[str, Any], ...]
     report: LoadReport = field(default_factory=LoadReport)
+    container: str = ""
+
+    def __post_init__(self) -> None:
+        if any(not isinstance(t, Turn) for sample in self.turns for t in sample):
+            object.__setattr__(self, "turns", tuple(as_turns(sample) for sample in self.turns))
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def content_hash(self) -> str:
-        """sha256 hex over ids + turns (in order): the cache key of everything downstream.
+        """sha256 hex over the loader format version, ids and turns (in order).
 
-        Names, categories, sources and the original records do not enter it: they do
-        not change what a model reads.
+        The cache key of everything downstream. Names, categories, sources and the
+        original records do not enter it: they do not change what a model reads.
         """
         cached = self.__dict__.get("_content_hash")
         if cached is None:
-            digest = hashlib.sha256(b"mads-dataset-v1\n")
+            digest = hashlib.sha256(f"mads-dataset-v1 loader-{LOADER_FORMAT_VERSION}\n".encode())
             for sample_id, turns in zip(self.ids, self.turns, strict=True):
                 digest.update(_canonical([sample_id, [list(t) for t in turns]]).encode("utf-8"))
                 digest.update(b"\n")
@@ -158,21 +176,20 @@ class Dataset:
         turns = self.turns[i]
         end = _last_assistant(turns)
         upto = turns if end is None else turns[:end]
-        return "\n\n".join(content for role, content in upto if role == "user")
+        return "\n\n".join(t.text for t in upto if t.role == "user")
 
     def response(self, i: int) -> str:
-        """Content of the last assistant turn, or "" when the sample has none."""
-        turns = self.turns[i]
-        end = _last_assistant(turns)
-        return "" if end is None else turns[end][1]
+        """Text of the last assistant turn, or "" when the sample has none."""
+        end = _last_assistant(self.turns[i])
+        return "" if end is None else self.turns[i][end].text
 
     def display_text(self, i: int, max_chars: int | None = None) -> str:
         """The whole sample as readable text (a lone user turn is shown bare), optionally cut."""
         turns = self.turns[i]
-        if len(turns) == 1 and turns[0][0] == "user":
-            text = turns[0][1]
+        if len(turns) == 1 and turns[0].role == "user":
+            text = turns[0].text
         else:
-            text = "\n\n".join(f"{role.capitalize()}: {content}" for role, content in turns)
+            text = "\n\n".join(f"{t.role.replace('_', ' ').capitalize()}: {t.text}" for t in turns)
         if max_chars is not None and len(text) > max_chars:
             text = text[: max(max_chars - 1, 0)] + "…"
         return text
@@ -210,7 +227,15 @@ class Dataset:
             sources=pick(self.sources),
             records=pick(self.records),
             report=self.report,
+            container=self.container,
         )
+
+    def with_report(self, report: LoadReport) -> Dataset:
+        """The same samples with another load report (e.g. with the token-window fields filled)."""
+        out = replace(self, report=report)
+        if "_content_hash" in self.__dict__:
+            object.__setattr__(out, "_content_hash", self.__dict__["_content_hash"])
+        return out
 
     def to_frame(self) -> Any:
         """A pandas DataFrame (id, category, source, prompt, response, n_turns) for tables."""
@@ -230,7 +255,7 @@ class Dataset:
 
 def _last_assistant(turns: Turns) -> int | None:
     for j in range(len(turns) - 1, -1, -1):
-        if turns[j][0] == "assistant":
+        if turns[j].role == "assistant":
             return j
     return None
 
@@ -240,161 +265,58 @@ def _canonical(obj: Any) -> str:
 
 
 def turns_key(turns: Turns) -> str:
-    """Canonical JSON text of a sample's turns: equal keys <=> identical content."""
-    return _canonical([list(t) for t in turns])
+    """Canonical JSON text of a sample's turns: equal keys <=> the model reads the same sample."""
+    return _canonical([list(t) for t in as_turns(turns)])
 
 
 def content_id(turns: Turns) -> str:
-    """Stable id of a sample without its own id: first 16 hex chars of sha256(canonical turns)."""
-    return hashlib.sha256(turns_key(turns).encode("utf-8")).hexdigest()[:ID_HASH_CHARS]
+    """Stable id of a sample without its own id: first 16 hex chars of sha256 of its (role, text) pairs.
 
-
-# --------------------------------------------------------------------------- field checks
-
-
-class RecordError(Exception):
-    """A problem with one field of one record (becomes a DataError once file/record are known)."""
-
-    def __init__(self, field_name: str | None, reason: str):
-        super().__init__(reason)
-        self.field_name, self.reason = field_name, reason
-
-
-def _type_name(value: Any) -> str:
-    return "null" if value is None else type(value).__name__
-
-
-def _check_text(value: Any, name: str, *, allow_empty: bool = False) -> str:
-    if not isinstance(value, str):
-        raise RecordError(name, f"must be a string, got {_type_name(value)}")
-    if not allow_empty and not value.strip():
-        raise RecordError(name, "is empty")
-    if _SURROGATE.search(value):
-        raise RecordError(name, "contains invalid Unicode (lone surrogate or non-UTF-8 bytes)")
-    return value
-
-
-def _required(record: dict[str, Any], name: str) -> str:
-    if name not in record:
-        raise RecordError(name, "missing required field")
-    return _check_text(record[name], name)
-
-
-def _optional(record: dict[str, Any], name: str | None) -> str:
-    if name is None:
-        return ""
-    value = record.get(name)
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    return _check_text(value, name, allow_empty=True)
-
-
-def alpaca_turns(record: dict[str, Any]) -> Turns:
-    """(("user", instruction [+ "\\n\\n" + input]), ("assistant", output))."""
-    instruction = _required(record, "instruction")
-    extra = _optional(record, "input")
-    output = _required(record, "output")
-    prompt = instruction + ("\n\n" + extra if extra.strip() else "")
-    return (("user", prompt), ("assistant", output))
-
-
-def _message_content(value: Any, name: str) -> str:
-    if isinstance(value, list):  # OpenAI content parts: keep the text parts
-        parts = [p.get("text") for p in value if isinstance(p, dict) and p.get("type") == "text"]
-        if len(parts) != len(value) or not all(isinstance(p, str) for p in parts):
-            raise RecordError(name, "content parts other than text are not supported")
-        value = "\n".join(parts)
-    return _check_text(value, name, allow_empty=True)
-
-
-def chat_turns(record: dict[str, Any], messages_field: str | None = None) -> Turns:
-    """Turns of an OpenAI (role/content) or ShareGPT (from/value) conversation.
-
-    Empty system turns are dropped; empty user/assistant turns and unknown roles are errors.
+    ``own`` is left out so that ids stay those of earlier loader versions.
     """
-    present = [f for f in (messages_field, *MESSAGE_FIELDS) if f is not None and f in record]
-    if not present:
-        raise RecordError(messages_field or MESSAGE_FIELDS[0], "missing required field")
-    name = present[0]
-    messages = record[name]
-    if not isinstance(messages, list):
-        raise RecordError(name, f"must be a list of messages, got {_type_name(messages)}")
-    turns = []
-    for j, message in enumerate(messages):
-        where = f"{name}[{j}]"
-        if not isinstance(message, dict):
-            raise RecordError(where, f"must be an object with role and content, got {_type_name(message)}")
-        role_key = "role" if "role" in message else "from"
-        content_key = "content" if "content" in message else "value"
-        if role_key not in message:
-            raise RecordError(f"{where}.role", "missing role (or ShareGPT 'from')")
-        raw_role = message[role_key]
-        role = ROLE_MAP.get(raw_role.strip().lower()) if isinstance(raw_role, str) else None
-        if role is None:
-            raise RecordError(
-                f"{where}.{role_key}",
-                f"unknown role {raw_role!r} (expected system/user/assistant or ShareGPT human/gpt)",
-            )
-        if content_key not in message:
-            raise RecordError(f"{where}.content", "missing content (or ShareGPT 'value')")
-        content = _message_content(message[content_key], f"{where}.{content_key}")
-        if not content.strip():
-            if role == "system":
-                continue
-            raise RecordError(f"{where}.{content_key}", "is empty")
-        turns.append((role, content))
-    if not any(role != "system" for role, _ in turns):
-        raise RecordError(name, "no user or assistant message")
-    return tuple(turns)
+    pairs = [[t[0], t[1]] for t in turns]
+    return hashlib.sha256(_canonical(pairs).encode("utf-8")).hexdigest()[:ID_HASH_CHARS]
 
 
-def _first_ideal(record: dict[str, Any]) -> str:
-    if "ideal" not in record:
-        raise RecordError("ideal", "missing required field")
-    ideal = record["ideal"]
-    if isinstance(ideal, list):
-        if not ideal:
-            raise RecordError("ideal", "is an empty list")
-        ideal = ideal[0]
-    return _check_text(ideal, "ideal")
+def _record_key(record: dict[str, Any]) -> str:
+    return json.dumps(record, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=repr)
 
 
-def evals_turns(record: dict[str, Any]) -> Turns:
-    """OpenAI evals sample: the ``input`` messages, then ``ideal`` (its first item if a list) as the answer."""
-    turns = chat_turns(record, EVALS_INPUT)
-    return (*turns, ("assistant", _first_ideal(record)))
+# --------------------------------------------------------------------------- field values
 
 
-def table_turns(record: dict[str, Any], text_column: str, response_column: str | None = None) -> Turns:
-    """(("user", text),) or, with a response column, also ("assistant", response)."""
-    text = _required(record, text_column)
-    if response_column is None:
-        return (("user", text),)
-    return (("user", text), ("assistant", _required(record, response_column)))
+def _scalar_text(value: Any) -> str | None:
+    """str of a scalar id/category (1.0 -> "1"); None when missing; RecordError-free."""
+    if is_missing(value) or value == "":
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, (str, int, float, bool)):
+        return str(value)
+    return None
 
 
 def _category(record: dict[str, Any], name: str | None) -> str | None:
     if name is None:
         return None
     value = record.get(name)
-    if value is None or value == "" or (isinstance(value, float) and math.isnan(value)):
-        return None
-    if isinstance(value, (str, int, float, bool)):
-        return str(value)
-    raise RecordError(name, f"category must be a string, got {_type_name(value)}")
+    text = _scalar_text(value)
+    if text is None and not (is_missing(value) or value == ""):
+        raise RecordError(name, f"category must be a string or number, got {type_name(value)}")
+    return text
 
 
 def _explicit_id(record: dict[str, Any], name: str | None, required: bool) -> str | None:
     if name is None:
         return None
     value = record.get(name)
-    if value is None or value == "":
+    text = _scalar_text(value)
+    if text is None:
+        if not (is_missing(value) or value == ""):
+            raise RecordError(name, f"id must be a string or number, got {type_name(value)}")
         if required:
             raise RecordError(name, "missing id" if value is None else "id is empty")
-        return None
-    if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise RecordError(name, f"id must be a string or an integer, got {_type_name(value)}")
-    return str(value)
+    return text
 
 
 # --------------------------------------------------------------------------- detection
@@ -402,11 +324,11 @@ def _explicit_id(record: dict[str, Any], name: str | None, required: bool) -> st
 
 @dataclass(frozen=True)
 class FieldDetection:
-    """What ``load_records`` would do with a file, decided from its extension and first record."""
+    """What ``load_records`` does with a file: container, format and which fields play which part."""
 
     path: str
-    container: str                    # "json" | "jsonl" | "csv" | "tsv" | "parquet"
-    format: str                       # "alpaca" | "chat" | "table"
+    container: str                    # "json" | "jsonl" | "csv" | "tsv" | "parquet" | "hf"
+    format: str                       # one of formats.FORMAT_NAMES
     fields: tuple[str, ...]           # fields of the first record
     messages_field: str | None = None
     text_column: str | None = None
@@ -416,261 +338,94 @@ class FieldDetection:
 
     def describe(self) -> str:
         """One line for the app/CLI: container, format and which fields play which part."""
-        if self.format == "chat" and self.messages_field == EVALS_INPUT:
+        if self.format == "evals":
             what = "chat records (OpenAI evals: messages in 'input', answer in 'ideal')"
         elif self.format == "chat":
             what = f"chat records (conversation in {self.messages_field!r})"
-        elif self.format == "alpaca":
-            what = "Alpaca records (instruction / input / output)"
-        else:
+        elif self.format == "table":
             what = f"table records (text in {self.text_column!r}"
             what += f", response in {self.response_column!r})" if self.response_column else ", no response)"
+        else:
+            what = f"{_TITLES.get(self.format, self.format)} records ({format_spec(self.format).example})"
         ids = f"ids from {self.id_field!r}" if self.id_field else "ids = content hash"
         cats = f"categories from {self.category_column!r}" if self.category_column else "no categories"
         return f"{self.container.upper()} file: {what}; {ids}; {cats}."
 
 
-def _container(path: Path) -> str:
-    container = CONTAINERS.get(path.suffix.lower())
-    if container is None:
-        raise DataError(
-            str(path), None, None,
-            f"unknown file type {path.suffix or '(none)'!r}; expected one of {', '.join(sorted(CONTAINERS))}",
-        )
-    return container
-
-
 def _absent(path: str, name: str, what: str, fields: Sequence[str]) -> DataError:
-    return DataError(path, None, name, f"no such {what} in the first record; fields are {list(fields)}")
+    return DataError(path, None, name, f"no such {what} in any record; fields are {list(fields)}")
 
 
-def _looks_like_evals(record: dict[str, Any]) -> bool:
-    value = record.get(EVALS_INPUT)
-    return "ideal" in record and isinstance(value, list) and all(isinstance(m, dict) for m in value)
+def _all_fields(records: Sequence[dict[str, Any]]) -> list[str]:
+    seen: dict[str, None] = {}
+    for r in records:
+        seen.update(dict.fromkeys(r))
+    return list(seen)
 
 
-def _detect(
-    path: str,
-    container: str,
-    first: dict[str, Any],
-    fmt: str,
-    text_column: str | None,
-    response_column: str | None,
-    category_column: str | None,
-    id_field: str | None,
-) -> FieldDetection:
-    fields = tuple(first)
+def _detect(path: str, container: str, records: Sequence[dict[str, Any]], fmt: str, text_column: str | None,
+            response_column: str | None, category_column: str | None, id_field: str | None) -> FieldDetection:
+    """Format from the first record; optional fields (category, id) over all ``records``."""
+    first = records[0]
+    fields = _all_fields(records)
+    no_ids = id_field is not None and id_field.lower() == "none"
+    id_field = None if no_ids else id_field
     for name, what in ((text_column, "text column"), (response_column, "response column"),
                        (category_column, "category column"), (id_field, "id field")):
-        if name is not None and name not in first:
+        if name is not None and name not in fields:
             raise _absent(path, name, what, fields)
-    messages_field = next((f for f in MESSAGE_FIELDS if f in first), None)
-    if messages_field is None and _looks_like_evals(first) and text_column is None:
-        messages_field = EVALS_INPUT
     if fmt == "auto":
-        if text_column is not None:
-            fmt = "table"
-        elif messages_field is not None:
-            fmt = "chat"
-        elif "instruction" in first:
-            fmt = "alpaca"
-        elif any(c in first for c in TEXT_CANDIDATES):
-            fmt = "table"
-        else:
+        fmt = "table" if text_column is not None else (detect_format(first) or "")
+        if not fmt:
             raise DataError(
                 path, None, None,
-                f"cannot tell the record format from the first record's fields {list(fields)}: expected "
-                "'messages'/'conversations' (chat), 'instruction' + 'output' (Alpaca) or a text column "
-                "(pass text_column=...)",
+                f"cannot tell the record format from the first record's fields {list(first)}: expected e.g. "
+                "'messages'/'conversations' (chat), 'instruction' + 'output' (Alpaca), 'instruction' + "
+                "'response' (Dolly), 'prompt' + 'completion', or a text column (pass text_column=... / "
+                "--text-column); see the README format table",
             )
+    messages_field = next((f for f in MESSAGE_FIELDS if f in first), None) if fmt == "chat" else None
     if fmt == "chat" and messages_field is None:
         raise DataError(path, None, "messages", f"chat format needs a 'messages' or 'conversations' field; "
-                        f"fields are {list(fields)}")
+                        f"fields are {list(first)}")
     if fmt == "table":
-        text_column = text_column or next((c for c in TEXT_CANDIDATES if c in first), None)
+        guess_text, guess_response = guess_pair(first)
         if text_column is None:
-            raise DataError(path, None, None, f"table format needs text_column=...; fields are {list(fields)}")
-        if response_column is None:
-            response_column = next((c for c in RESPONSE_CANDIDATES if c in first and c != text_column), None)
+            text_column, response_column = guess_text, response_column or guess_response
+        if text_column is None:
+            raise DataError(path, None, None, f"table format needs text_column=...; fields are {list(first)}")
+    if category_column is None and CATEGORY_FIELD in fields:
+        category_column = CATEGORY_FIELD
+    if id_field is None and not no_ids:
+        id_field = next((f for f in ID_FIELDS if f in fields), None)
     return FieldDetection(
-        path=path,
-        container=container,
-        format=fmt,
-        fields=fields,
-        messages_field=messages_field if fmt == "chat" else None,
+        path=path, container=container, format=fmt, fields=tuple(first), messages_field=messages_field,
         text_column=text_column if fmt == "table" else None,
         response_column=response_column if fmt == "table" else None,
-        category_column=category_column or (CATEGORY_FIELD if CATEGORY_FIELD in first else None),
-        id_field=id_field or next((f for f in ID_FIELDS if f in first), None),
+        category_column=category_column, id_field=id_field,
     )
 
 
-# --------------------------------------------------------------------------- readers
-
-Item = tuple[int, Any]  # (line/record number, dict | DataError)
-
-
-def _check_file(path: Path) -> None:
-    if not path.exists():
-        raise DataError(str(path), None, None, "file does not exist")
-    if path.is_dir():
-        raise DataError(str(path), None, None, "is a directory, not a file")
-    if path.stat().st_size == 0:
-        raise DataError(str(path), None, None, "no records (file is empty)")
+def _check_choice(name: str, value: str, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
 
 
-def _utf8_error(path: str, data: bytes, base: int, line: int) -> DataError:
-    """DataError for the first byte of ``data`` that is not valid UTF-8.
-
-    ``data`` starts at a line start, at byte offset ``base`` of the file.
-    """
-    try:
-        data.decode("utf-8")
-        pos = 0
-    except UnicodeDecodeError as err:
-        pos = err.start
-    column = pos - (data.rfind(b"\n", 0, pos) + 1) + 1
-    reason = (f"not valid UTF-8: byte 0x{data[pos]:02x} at byte offset {base + pos} of the file "
-              f"(column {column}); re-save the file as UTF-8")
-    return DataError(path, line, None, reason, unit="line")
+def _read_items(p: Path, container: str, on_error: str) -> tuple[str, list, tuple[str, ...]]:
+    opened = open_records(p, container)
+    return opened.unit, list(opened.items), opened.notes
 
 
-def _as_record(value: Any, path: str, number: int, unit: str) -> Any:
-    if isinstance(value, dict):
-        return value
-    return DataError(path, number, None, f"expected a JSON object, got {_type_name(value)}", unit=unit)
-
-
-def _file_lines(path: Path) -> Iterator[bytes]:
-    """Lines of a file (with their b"\\n"), read lazily so previews need not read it all."""
-    with path.open("rb") as fh:
-        yield from fh
-
-
-def _iter_jsonl(path: str, lines: Iterable[bytes]) -> Iterator[Item]:
-    offset = 0
-    for number, line in enumerate(lines, start=1):
-        start, offset = offset, offset + len(line)
-        body = line[len(_BOM):] if number == 1 and line.startswith(_BOM) else line
-        if not body.strip():
-            continue
-        try:
-            text = body.decode("utf-8")
-        except UnicodeDecodeError:
-            yield number, _utf8_error(path, line, start, number)
-            continue
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError as err:
-            yield number, DataError(path, number, None, f"invalid JSON: {err.msg} (column {err.colno})", unit="line")
-            continue
-        yield number, _as_record(value, path, number, "line")
-
-
-def _iter_json(path: str, raw: bytes) -> tuple[str, Iterator[Item]]:
-    """A .json file: a JSON array of records, or (as many exports write) JSON Lines."""
-    body = raw[len(_BOM):] if raw.startswith(_BOM) else raw
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as err:
-        offset = err.start + (len(raw) - len(body))
-        raise _utf8_error(path, raw, 0, raw.count(b"\n", 0, offset) + 1) from None
-    if text.lstrip().startswith("{"):
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError:
-            return "line", _iter_jsonl(path, io.BytesIO(raw))
-        return "record", iter([(1, _as_record(value, path, 1, "record"))])
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise DataError(path, err.lineno, None, f"invalid JSON: {err.msg} (column {err.colno})", unit="line") from None
-    if not isinstance(value, list):
-        raise DataError(path, None, None, f"expected a JSON array of records, got {_type_name(value)}")
-    return "record", ((i, _as_record(v, path, i, "record")) for i, v in enumerate(value, start=1))
-
-
-def _line_start(raw: bytes, line: int) -> int:
-    """Byte offset where 1-based ``line`` starts."""
-    offset = 0
-    for _ in range(line - 1):
-        offset = raw.index(b"\n", offset) + 1
-    return offset
-
-
-def _iter_csv(path: str, raw: bytes, delimiter: str) -> Iterator[Item]:
-    # Long responses exceed the csv module's default 128 KiB field limit.
-    csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
-    text = raw.decode("utf-8", errors="surrogateescape")
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    try:
-        header = next(reader, None)
-        if not header:
-            return
-        if len(set(header)) != len(header):
-            raise DataError(path, 1, None, f"repeated column names in the header {header}", unit="line")
-        last = reader.line_num
-        for row in reader:
-            number, last = last + 1, reader.line_num
-            if not row:
-                continue
-            if len(row) != len(header):
-                yield number, DataError(path, number, None,
-                                        f"has {len(row)} fields, the header has {len(header)}", unit="line")
-                continue
-            record = dict(zip(header, row, strict=True))
-            if any(_SURROGATE.search(v) for v in row):
-                start = _line_start(raw, number)
-                yield number, _utf8_error(path, raw[start:], start, number)
-                continue
-            yield number, record
-    except csv.Error as err:
-        raise DataError(path, reader.line_num, None, f"unreadable CSV: {err}", unit="line") from None
-
-
-def _iter_parquet(path: str) -> Iterator[Item]:
-    """Rows in batches, so a preview reads only the first batch."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        batches = pq.ParquetFile(path).iter_batches(batch_size=4096)
-        number = 0
-        for batch in batches:
-            for row in batch.to_pylist():
-                number += 1
-                yield number, row
-    except (pa.ArrowException, OSError) as err:
-        raise DataError(path, None, None, f"not a readable Parquet file: {err}") from None
-
-
-def _open(path: Path, container: str) -> tuple[str, Iterator[Item]]:
-    """(numbering unit, iterator of (number, record dict or DataError))."""
-    if container == "parquet":
-        return "record", _iter_parquet(str(path))
-    if container == "jsonl":
-        return "line", _iter_jsonl(str(path), _file_lines(path))
-    raw = path.read_bytes()
-    if container == "json":
-        return _iter_json(str(path), raw)
-    return "line", _iter_csv(str(path), raw, "\t" if container == "tsv" else ",")
-
-
-def _first_record(path: str, items: Iterator[Item], on_error: str) -> tuple[list[Item], dict[str, Any]]:
-    """Items read up to and including the first good record (which decides the format)."""
-    seen: list[Item] = []
-    for item in items:
-        seen.append(item)
-        if isinstance(item[1], dict):
-            return seen, item[1]
-        if on_error == "raise":
-            raise item[1]
-    bad = [str(v) for _, v in seen]
-    if bad:
-        raise DataError(path, None, None, f"no valid records ({len(bad)} malformed; first: {bad[0]})")
-    raise DataError(path, None, None, "no records")
+def _good_records(path: str, items: list, on_error: str) -> list[dict[str, Any]]:
+    good = [v for _, v in items if isinstance(v, dict)]
+    bad = [v for _, v in items if not isinstance(v, dict)]
+    if bad and on_error == "raise":
+        raise bad[0]
+    if not good:
+        if bad:
+            raise DataError(path, None, None, f"no valid records ({len(bad)} malformed; first: {bad[0]})")
+        raise DataError(path, None, None, "no records")
+    return good
 
 
 def detect_fields(
@@ -682,19 +437,14 @@ def detect_fields(
     category_column: str | None = None,
     id_field: str | None = None,
 ) -> FieldDetection:
-    """Preview what ``load_records`` will detect (format and field roles) from the first record."""
+    """Preview what ``load_records`` will detect (format from the first record, optional fields from all)."""
     _check_choice("fmt", fmt, ("auto", *FORMATS))
     p = Path(path)
-    _check_file(p)
-    container = _container(p)
-    _, items = _open(p, container)
-    _, first = _first_record(str(p), items, "raise")
-    return _detect(str(p), container, first, fmt, text_column, response_column, category_column, id_field)
-
-
-def _check_choice(name: str, value: str, choices: Sequence[str]) -> None:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+    check_path(p)
+    container = container_of(p)
+    _, items, _ = _read_items(p, container, "skip")
+    good = _good_records(str(p), items, "skip")
+    return _detect(str(p), container, good, fmt, text_column, response_column, category_column, id_field)
 
 
 # --------------------------------------------------------------------------- assembling
@@ -712,26 +462,37 @@ class Sample:
     explicit_id: str | None = None
     unit: str = "record"
 
+    def __post_init__(self) -> None:
+        self.turns = as_turns(self.turns)
+
     @property
     def where(self) -> str:
         return f"{self.source}, {self.unit} {self.number}"
 
 
 class Assembler:
-    """Collects samples into a Dataset: ids, exact-duplicate removal, id conflicts.
+    """Collects samples into a Dataset: ids, duplicate handling, id conflicts.
 
-    Exact duplicates (identical turns) are dropped when ``dedupe`` (the first is kept);
-    without dedupe a repeated id gets a suffix ``~2``, ``~3``... so ids stay unique.
-    Two samples with the same explicit id and different content are an error.
+    dedupe: ``"records"`` (default; ``True`` means the same) drops a sample whose record
+    is identical to an earlier one — an exact duplicate — and reports a sample with the
+    same model text but other fields differing (``same_text``), keeping it; ``"text"``
+    also drops those; ``"none"`` (or ``False``) keeps everything. Kept repeats of an id
+    get a suffix ``~2``, ``~3``... so ids stay unique. Two samples with the same explicit
+    id and different model text are an error.
     """
 
-    def __init__(self, *, dedupe: bool = True, on_error: str = "raise", id_field: str | None = None):
-        self.dedupe, self.on_error, self.id_field = dedupe, on_error, id_field
+    def __init__(self, *, dedupe: bool | str = "records", on_error: str = "raise", id_field: str | None = None):
+        mode = {True: "records", False: "none"}.get(dedupe, dedupe) if isinstance(dedupe, bool) else dedupe
+        _check_choice("dedupe", mode, DEDUPE_MODES)
+        self.dedupe, self.on_error, self.id_field = mode, on_error, id_field
         self.samples: list[Sample] = []
         self.ids: list[str] = []
         self.skipped: list[str] = []
         self.duplicates: list[str] = []
+        self.same_text: list[str] = []
+        self.notes: list[str] = []
         self.n_read = 0
+        self._by_record: dict[str, str] = {}
         self._by_content: dict[str, str] = {}
         self._by_id: dict[str, tuple[str, str]] = {}
         self._used: set[str] = set()
@@ -750,9 +511,14 @@ class Assembler:
         """Keep ``sample`` under a unique id, or list it as a duplicate / id conflict."""
         self.n_read += 1
         key = turns_key(sample.turns)
-        first = self._by_content.get(key)
-        if self.dedupe and first is not None:
-            self.duplicates.append(f"{sample.where}: exact duplicate of {first}")
+        record_key = _record_key(sample.record)
+        same_record = self._by_record.get(record_key)
+        same_text = self._by_content.get(key)
+        if self.dedupe != "none" and same_record is not None:
+            self.duplicates.append(f"{sample.where}: exact duplicate of {same_record}")
+            return
+        if self.dedupe == "text" and same_text is not None:
+            self.duplicates.append(f"{sample.where}: same model text as {same_text} (dropped: dedupe='text')")
             return
         if sample.explicit_id is not None:
             seen = self._by_id.get(sample.explicit_id)
@@ -764,6 +530,9 @@ class Assembler:
                 ))
                 return
             self._by_id.setdefault(sample.explicit_id, (key, sample.where))
+        if same_text is not None and self.dedupe != "none":
+            self.same_text.append(f"{sample.where}: same model text as {same_text}, other fields differ (kept)")
+        self._by_record.setdefault(record_key, sample.where)
         self._by_content.setdefault(key, sample.where)
         self.ids.append(self._unique(sample.explicit_id or content_id(sample.turns)))
         self.samples.append(sample)
@@ -776,14 +545,13 @@ class Assembler:
         self._used.add(candidate)
         return candidate
 
-    def build(self, name: str, fmt: str) -> Dataset:
+    def report(self) -> LoadReport:
+        return LoadReport(n_read=self.n_read, n_kept=len(self.samples), skipped=tuple(self.skipped),
+                          duplicates=tuple(self.duplicates), same_text=tuple(self.same_text),
+                          notes=tuple(self.notes))
+
+    def build(self, name: str, fmt: str, container: str = "") -> Dataset:
         """The kept samples, in the order added, with the load report."""
-        report = LoadReport(
-            n_read=self.n_read,
-            n_kept=len(self.samples),
-            skipped=tuple(self.skipped),
-            duplicates=tuple(self.duplicates),
-        )
         return Dataset(
             name=name,
             format=fmt,
@@ -792,28 +560,30 @@ class Assembler:
             categories=tuple(s.category for s in self.samples),
             sources=tuple(s.source for s in self.samples),
             records=tuple(s.record for s in self.samples),
-            report=report,
+            report=self.report(),
+            container=container,
         )
 
 
-def _to_sample(record: dict[str, Any], det: FieldDetection, id_required: bool, number: int, unit: str) -> Sample:
-    if det.format == "chat" and det.messages_field == EVALS_INPUT:
-        turns = evals_turns(record)
-    elif det.format == "chat":
-        turns = chat_turns(record, det.messages_field)
-    elif det.format == "alpaca":
-        turns = alpaca_turns(record)
-    else:
-        turns = table_turns(record, det.text_column or "", det.response_column)
-    return Sample(
-        record=record,
-        turns=turns,
-        category=_category(record, det.category_column),
-        source=det.path,
-        number=number,
-        explicit_id=_explicit_id(record, det.id_field, id_required),
-        unit=unit,
-    )
+def _samples_of(record: dict[str, Any], det: FieldDetection, id_required: bool, number: int,
+                unit: str) -> list[Sample]:
+    """One record -> its sample(s) (Self-Instruct: one per instance, the record narrowed to it)."""
+    category = _category(record, det.category_column)
+    explicit = _explicit_id(record, det.id_field, id_required)
+    if det.format == "self_instruct":
+        instances = record.get("instances")
+        if not isinstance(instances, list) or not instances:
+            raise RecordError("instances", f"must be a non-empty list of {{input, output}}, got "
+                              f"{type_name(instances)}")
+        out = []
+        for k in range(len(instances)):
+            turns = self_instruct_turns(record, k)
+            sid = f"{explicit or content_id(turns)}#{k + 1}"
+            out.append(Sample({**record, "instances": [instances[k]]}, turns, category, det.path, number, sid, unit))
+        return out
+    turns = record_turns(record, det.format, messages_field=det.messages_field, text_column=det.text_column,
+                         response_column=det.response_column)
+    return [Sample(record, turns, category, det.path, number, explicit, unit)]
 
 
 def load_records(
@@ -825,48 +595,52 @@ def load_records(
     category_column: str | None = None,
     id_field: str | None = None,
     on_error: str = "raise",
-    dedupe: bool = True,
+    dedupe: bool | str = "records",
     name: str | None = None,
 ) -> Dataset:
-    """Load Alpaca / chat / table records from JSON, JSONL, CSV, TSV or Parquet into a Dataset.
+    """Load instruction records from a file or ``datasets`` folder into a Dataset.
 
-    fmt: "auto" (from the first record's fields: messages/conversations -> chat, OpenAI
-        evals input+ideal -> chat, instruction -> alpaca, a text column -> table), or
-        "alpaca" / "chat" / "table".
-    text_column / response_column: table fields (guessed from common names if not given).
-    category_column: defaults to a ``category`` field when present.
-    id_field: defaults to ``id``, ``key`` or ``uid`` when present; records without one
-        (or files without any) get the content hash of their turns.
+    fmt: "auto" (from the first record's fields; see ``mads_core.data.formats.FORMATS``
+        and the README table) or a format name: alpaca, dolly, self_instruct, chat,
+        preference, evals, string_list, mtbench, table (oasst_rows and segments are
+        recognised and refused with a message saying what to do).
+    text_column / response_column: table fields (guessed from common pairs if not given).
+    category_column: any field (a ``category`` field is used when a record has one).
+    id_field: defaults to ``id``, ``key`` or ``uid`` when a record has one; ``"none"``
+        ignores ids. Records without one get the content hash of their turns. Scalar
+        ids of any type are accepted (``1.0`` -> ``"1"``).
     on_error: "raise" stops at the first bad record; "skip" drops it and lists it in
         ``dataset.report.skipped``. Missing, empty or unreadable files always raise.
-    dedupe: drop records whose turns exactly repeat an earlier record's.
+    dedupe: "records" (default, or True) drops identical records; "text" also drops
+        samples whose model text repeats an earlier one; "none" (or False) keeps all.
     """
     _check_choice("fmt", fmt, ("auto", *FORMATS))
     _check_choice("on_error", on_error, ("raise", "skip"))
     p = Path(path)
-    _check_file(p)
-    container = _container(p)
-    unit, items = _open(p, container)
-    seen, first = _first_record(str(p), items, on_error)
-    det = _detect(str(p), container, first, fmt, text_column, response_column, category_column, id_field)
+    check_path(p)
+    container = container_of(p)
+    unit, items, notes = _read_items(p, container, on_error)
+    good = _good_records(str(p), items, on_error)
+    det = _detect(str(p), container, good, fmt, text_column, response_column, category_column, id_field)
     assembler = Assembler(dedupe=dedupe, on_error=on_error, id_field=det.id_field)
-    for number, value in _chain(seen, items):
+    assembler.notes.extend(notes)
+    spec_note = format_spec(det.format).note
+    if spec_note:
+        assembler.notes.append(spec_note)
+    id_required = id_field is not None and id_field.lower() != "none"
+    for number, value in items:
         if isinstance(value, DataError):
             assembler.reject(value)
             continue
         try:
-            sample = _to_sample(value, det, id_field is not None, number, unit)
+            samples = _samples_of(value, det, id_required, number, unit)
         except RecordError as err:
             assembler.reject(DataError(str(p), number, err.field_name, err.reason, unit=unit))
             continue
-        assembler.add(sample)
+        for sample in samples:
+            assembler.add(sample)
     if not assembler.samples:
         first_bad = assembler.skipped[0] if assembler.skipped else "none"
         raise DataError(str(p), None, None,
                         f"no valid records ({len(assembler.skipped)} malformed; first: {first_bad})")
-    return assembler.build(name or p.stem, det.format)
-
-
-def _chain(head: list[Item], tail: Iterator[Item]) -> Iterator[Item]:
-    yield from head
-    yield from tail
+    return assembler.build(name or p.stem, det.format, container)

@@ -34,10 +34,19 @@ from typing import Any
 
 import numpy as np
 
-from mads_core.config import FINGERPRINT_FORMAT_VERSION, FingerprintConfig, ModelSpec, canonical_json, sha256_text
+from mads_core.config import (
+    FINGERPRINT_FORMAT_VERSION,
+    FingerprintConfig,
+    ModelSpec,
+    canonical_json,
+    resolve_layers,
+    sha256_text,
+)
 from mads_core.data.loader import Dataset
+from mads_core.model import moe
 from mads_core.model.encode import EncodedSample, FingerprintError, encode_sample, render_sample  # noqa: F401 (re-exported)
-from mads_core.model.models import LoadedModel, load_model, model_identity
+from mads_core.model.hooks import DenseSite, ExpertsSite, block_sites, transformer_blocks
+from mads_core.model.models import LoadedModel, load_model, model_identity, model_skeleton
 from mads_core.model.store import artifact_dir, commit_folder, load_arrays, new_tmp_folder, remove_entry, save_arrays
 
 ProgressFn = Callable[[int, int], None]  # (samples done, samples total)
@@ -102,85 +111,86 @@ class Fingerprints:
 
 
 def _layer_list(model: Any) -> list[Any]:
-    """The transformer blocks of a model, for the families we know."""
-    base = getattr(model, "base_model", model)
-    for path in ("layers", "h", "encoder.layer", "decoder.layers", "language_model.layers", "model.layers"):
-        obj = base
-        for attr in path.split("."):
-            obj = getattr(obj, attr, None)
-            if obj is None:
-                break
-        if obj is not None and hasattr(obj, "__len__") and len(obj) > 0:
-            return list(obj)
-    raise FingerprintError(f"unsupported model family {type(model).__name__}: no list of transformer blocks found")
-
-
-def activation_module(block: Any) -> tuple[Any, int]:
-    """(module whose output is the MLP activation (B, T, width), width) of one block.
-
-    Llama / Mistral / Qwen2-3 / Gemma / Phi-3: ``mlp.act_fn`` (gate activation
-    of the gated MLP). GPT-2: ``mlp.act``. BERT-style encoders:
-    ``intermediate`` (activation of the dense up-projection).
-    """
-    mlp = getattr(block, "mlp", None)
-    if mlp is not None:
-        for name in ("act_fn", "act", "activation_fn"):
-            act = getattr(mlp, name, None)
-            if act is not None and hasattr(act, "register_forward_hook"):
-                width = _mlp_width(mlp)
-                if width:
-                    return act, width
-    inter = getattr(block, "intermediate", None)
-    if inter is not None and hasattr(inter, "dense"):
-        return inter, inter.dense.out_features
-    raise FingerprintError(f"no MLP activation found in block {type(block).__name__}")
-
-
-def _mlp_width(mlp: Any) -> int | None:
-    for name in ("gate_proj", "up_proj", "fc1", "c_fc", "dense_h_to_4h", "gate_up_proj"):
-        lin = getattr(mlp, name, None)
-        if lin is None:
-            continue
-        width = getattr(lin, "out_features", None) or getattr(lin, "nf", None)
-        if name == "gate_up_proj" and width:
-            width //= 2
-        if width:
-            return int(width)
-    return None
+    """The transformer blocks of a model (see :func:`mads_core.model.hooks.transformer_blocks`)."""
+    return transformer_blocks(model)
 
 
 class _StopForward(Exception):
     """Raised after the last hooked layer: later layers and the LM head are skipped."""
 
 
+@dataclass(frozen=True)
+class _Slot:
+    """One site's bit range ``[start, stop)`` in the fingerprint (router bits after its neurons)."""
+
+    layer: int
+    site: DenseSite | ExpertsSite
+    start: int
+    stop: int
+    router_start: int = -1  # experts sites with router bits: where they begin (stop = router_start + E)
+
+
 class ActivationRecorder:
-    """Forward hooks that pool each hooked layer's activation into firing bits."""
+    """Forward hooks that pool each hooked layer's activations into firing bits.
+
+    Built on the loaded model or on a ``meta``-device copy of it (geometry only), so a
+    model that cannot be hooked is refused before its weights load. ``layers`` may hold
+    negative indices; they are resolved, deduplicated and sorted (``self.layers``).
+    Each layer contributes its sites (:func:`mads_core.model.hooks.block_sites`) in
+    module order: dense MLPs ``width`` neurons; MoE experts ``E * I`` (unit granularity)
+    or ``E`` (expert granularity), then ``E`` router bits if ``config.router_bits``.
+    ``layer_offsets[j]`` is where layer ``self.layers[j]`` starts; ``n_neurons`` is D.
+    Errors: FingerprintError naming the layer and what is missing.
+    """
 
     def __init__(self, model: Any, layers: Sequence[int] | None, config: FingerprintConfig):
-        blocks = _layer_list(model)
-        self.layers = tuple(range(len(blocks))) if layers is None else tuple(int(i) for i in layers)
-        bad = [i for i in self.layers if not -len(blocks) <= i < len(blocks)]
-        if bad:
-            raise FingerprintError(
-                f"layers {bad} out of range: the model has {len(blocks)} layers (0..{len(blocks) - 1})"
-            )
-        self.layers = tuple(i % len(blocks) for i in self.layers)
+        blocks = transformer_blocks(model)
+        try:
+            self.layers = tuple(range(len(blocks))) if layers is None else resolve_layers(tuple(layers), len(blocks))
+        except ValueError as exc:
+            raise FingerprintError(str(exc)) from None
         self.config = config
-        self.modules, offsets = [], [0]
+        self.n_model_layers = len(blocks)
+        self.slots: list[_Slot] = []
+        offsets = [0]
         for i in self.layers:
-            module, width = activation_module(blocks[i])
-            self.modules.append(module)
-            offsets.append(offsets[-1] + width)
+            try:
+                sites = block_sites(blocks[i], config.site)
+            except FingerprintError as exc:
+                raise FingerprintError(f"layer {i}: {exc}") from None
+            position = offsets[-1]
+            for site in sites:
+                if isinstance(site, ExpertsSite):
+                    width = site.n_experts * (site.expert_width if config.moe_granularity == "unit" else 1)
+                    router = site.n_experts if config.router_bits else 0
+                    self.slots.append(_Slot(i, site, position, position + width + router,
+                                            position + width if router else -1))
+                    position += width + router
+                else:
+                    self.slots.append(_Slot(i, site, position, position + site.width))
+                    position += site.width
+            offsets.append(position)
         self.layer_offsets = tuple(offsets)
         self.n_neurons = offsets[-1]
         self.last_layer = max(self.layers)
+        self.stop_block = blocks[self.last_layer]
+        self.modules = [slot.site.module for slot in self.slots]
+        self.has_moe = any(isinstance(slot.site, ExpertsSite) for slot in self.slots)
         self._handles: list[Any] = []
         self.own = None
         self.fired = None
 
     def __enter__(self) -> ActivationRecorder:
-        for slot, (layer, module) in enumerate(zip(self.layers, self.modules, strict=False)):
-            self._handles.append(module.register_forward_hook(self._hook(slot, layer == self.last_layer)))
+        for slot in self.slots:
+            site = slot.site
+            if isinstance(site, ExpertsSite):
+                self._handles.extend(moe.install(site, self.config.site, self._experts_record(slot)))
+            elif site.mode == "input":
+                self._handles.append(site.module.register_forward_pre_hook(self._dense_pre_hook(slot)))
+            else:
+                self._handles.append(site.module.register_forward_hook(self._dense_hook(slot)))
+        if self.stop_early:
+            self._handles.append(self.stop_block.register_forward_hook(self._stop))
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -188,14 +198,39 @@ class ActivationRecorder:
             handle.remove()
         self._handles.clear()
 
-    def _hook(self, slot: int, is_last: bool):
+    @staticmethod
+    def _stop(_module: Any, _inputs: Any, _output: Any) -> None:
+        raise _StopForward
+
+    def _dense_hook(self, slot: _Slot):
         def hook(_module: Any, _inputs: Any, output: Any) -> None:
-            a, b = self.layer_offsets[slot], self.layer_offsets[slot + 1]
-            self.fired[:, :, a:b] = self._pool(output)
-            if is_last and self.stop_early:
-                raise _StopForward
+            self._record_dense(slot, output)
 
         return hook
+
+    def _dense_pre_hook(self, slot: _Slot):
+        def hook(_module: Any, inputs: Any) -> None:
+            self._record_dense(slot, inputs[0])
+
+        return hook
+
+    def _record_dense(self, slot: _Slot, act: Any) -> None:
+        if act.dim() == 2:  # e.g. shared experts of Qwen2-MoE run on (B*T, H)
+            act = act.view(self.own.shape[0], self.own.shape[1], -1)
+        self.fired[:, :, slot.start : slot.stop] = self._pool(act)
+
+    def _experts_record(self, slot: _Slot):
+        site = slot.site
+        granularity = self.config.moe_granularity
+
+        def record(act: Any, tokens: Any, experts: Any) -> None:
+            fired, routed = moe.pool_rows(act, tokens, experts, self.own, site.n_experts, self.config, granularity)
+            end = slot.router_start if slot.router_start >= 0 else slot.stop
+            self.fired[:, :, slot.start : end] = fired
+            if slot.router_start >= 0:
+                self.fired[:, :, slot.router_start : slot.stop] = routed[None]
+
+        return record
 
     def _pool(self, act: Any) -> Any:
         """(P, B, width) bool: which neurons fire for each sample of the batch."""
@@ -351,8 +386,44 @@ def compute_chunk(
 # ---------------------------------------------------------------- cache + driver
 
 
-def fingerprint_key(dataset_hash: str, identity: dict[str, Any], config: FingerprintConfig) -> str:
-    """Cache key: records, model identity, settings that change bits, format version."""
+def canonical_config(
+    config: FingerprintConfig,
+    identity: dict[str, Any] | None = None,
+    spec: ModelSpec | None = None,
+    model: Any = None,
+) -> FingerprintConfig:
+    """``config`` with its layers in canonical form (see ``FingerprintConfig.with_layers``).
+
+    Negative layers need the layer count: read from ``model`` when given, else from the
+    model's ``meta``-device skeleton (``spec``, or rebuilt from ``identity``), never from
+    its weights. FingerprintError names out-of-range layers.
+    """
+    if config.layers is None or all(i >= 0 for i in config.layers):
+        return config.with_layers()
+    if model is None:
+        if spec is None:
+            if identity is None:
+                raise FingerprintError("--layers: negative layers need the model (its layer count)")
+            kind = identity.get("kind")
+            name = "bundled" if kind == "bundled" else identity["name"]
+            spec = ModelSpec(name=name, revision=identity.get("revision"))
+        model = model_skeleton(spec)
+    try:
+        return config.with_layers(len(transformer_blocks(model)))
+    except ValueError as exc:
+        raise FingerprintError(str(exc)) from None
+
+
+def fingerprint_key(
+    dataset_hash: str, identity: dict[str, Any], config: FingerprintConfig, model: Any = None
+) -> str:
+    """Cache key: records, model identity, settings that change bits, format version.
+
+    Layers enter in canonical form (resolved, deduplicated, sorted), so ``--layers -1``
+    and ``--layers 29`` share a key on a 30-layer model; pass ``model`` (loaded or meta)
+    to save rebuilding its skeleton when layers are negative.
+    """
+    config = canonical_config(config, identity=identity, model=model)
     payload = {
         "dataset": dataset_hash,
         "model": identity["hash"],
@@ -394,7 +465,7 @@ def cached_fingerprints(
     dataset: Dataset, spec: ModelSpec, config: FingerprintConfig, cache: str | Path | None = None
 ) -> Fingerprints | None:
     """The cached result when present and intact (no model is loaded), else None."""
-    key = fingerprint_key(dataset.content_hash(), model_identity(spec), config)
+    key = fingerprint_key(dataset.content_hash(), model_identity(spec), canonical_config(config, spec=spec))
     folder = artifact_dir("fingerprints", key, cache) / "result"
     found = load_arrays(folder)
     return None if found is None else _from_cache(*found, folder, hit=True)
@@ -532,13 +603,17 @@ def fingerprint_dataset(
     if len(dataset) == 0:
         raise FingerprintError("the dataset has no records")
     identity = loaded.identity if loaded is not None else model_identity(spec)
+    config = canonical_config(config, spec=spec, model=loaded.model if loaded is not None else None)
     key = fingerprint_key(dataset.content_hash(), identity, config)
     root = artifact_dir("fingerprints", key, cache)
     found = load_arrays(root / "result")
     if found is not None:
         return _from_cache(*found, root / "result", hit=True)
 
-    loaded = loaded or load_model(spec)
+    if loaded is None:
+        # Refuse a model that cannot be hooked (or layers it lacks) before loading its weights.
+        ActivationRecorder(model_skeleton(spec), config.layers, config)
+        loaded = load_model(spec)
     recorder = ActivationRecorder(loaded.model, config.layers, config)
     plan = plan_chunks(dataset, loaded.tokenizer, config, chunk_size, loaded.max_positions)
     assert plan.encoded is not None

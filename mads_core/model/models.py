@@ -76,17 +76,31 @@ def bundled_gguf_path() -> Path:
     return path
 
 
+def _looks_like_path(name: str) -> bool:
+    """A spec that can only be a folder: explicit prefix, Windows drive, or more than one '/'."""
+    return name.startswith((".", "/", "~", "\\")) or (len(name) > 1 and name[1] == ":") or name.count("/") > 1
+
+
 def spec_kind(spec: ModelSpec) -> str:
-    """'bundled', 'local' or 'hub'."""
+    """'bundled', 'local' or 'hub'.
+
+    Anything that exists on disk is a folder. A name that can only be a path
+    (``./x``, ``../x``, ``/x``, ``~/x``, ``a/b/c``) but does not exist is refused as a
+    missing folder (relative names are resolved against the working directory, named
+    in the message); ``owner/name`` is a hub id unless ``owner`` is a local folder, in
+    which case it is a mistyped folder too.
+    """
     if spec.name == "bundled":
         return "bundled"
     path = Path(spec.name).expanduser()
     if path.exists():
         if not path.is_dir() or not (path / "config.json").is_file():
-            raise ModelError(f"{path}: not a model folder (expected a directory with config.json)")
+            raise ModelError(f"--model {spec.name}: not a model folder (expected a directory with config.json)")
         return "local"
-    if spec.name.startswith((".", "/", "~")) or os.sep in spec.name.strip("/").replace("/", "", 1):
-        raise ModelError(f"model folder not found: {spec.name}")
+    first = spec.name.split("/", 1)[0]
+    if _looks_like_path(spec.name) or ("/" in spec.name and first and Path(first).expanduser().is_dir()):
+        where = "" if path.is_absolute() else f" (relative to {Path.cwd()})"
+        raise ModelError(f"--model {spec.name}: model folder not found{where}")
     return "hub"
 
 
@@ -142,9 +156,10 @@ def _hub_snapshot(spec: ModelSpec) -> Path:
         return Path(snapshot_download(spec.name, revision=spec.revision, allow_patterns=patterns))
     except Exception as exc:  # network, auth, unknown repo
         raise ModelError(
-            f"hub model {spec.name!r} is not in the local Hugging Face cache and could not be "
-            f"downloaded ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). Download it where "
-            "the hub is reachable and pass the folder, or use --model bundled."
+            f"--model {spec.name}: read as a Hugging Face hub id, but it is not in the local Hugging Face "
+            f"cache and could not be downloaded ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). "
+            f"No local folder {spec.name!r} exists either (relative to {Path.cwd()}). Download the model "
+            "where the hub is reachable and pass its folder, or use --model bundled."
         ) from None
 
 
@@ -287,6 +302,33 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     if device == "cpu":
         torch.set_grad_enabled(False)
     return LoadedModel(model, tokenizer, device, str(dtype).replace("torch.", ""), identity)
+
+
+@lru_cache(maxsize=4)
+def _skeleton(source: str, trust_remote_code: bool) -> Any:
+    import torch
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+
+    kwargs = {"trust_remote_code": trust_remote_code, "local_files_only": True}
+    try:
+        config = AutoConfig.from_pretrained(source, **kwargs)
+    except (ValueError, OSError) as exc:
+        raise ModelError(f"could not read the model config in {source}: {str(exc).splitlines()[0][:300]}") from None
+    auto = AutoModelForCausalLM if _is_causal(config) else AutoModel
+    with torch.device("meta"):
+        try:
+            return auto.from_config(config, trust_remote_code=trust_remote_code)
+        except ValueError as exc:
+            raise ModelError(f"could not build model from {source}: {str(exc).splitlines()[0][:300]}") from None
+
+
+def model_skeleton(spec: ModelSpec) -> Any:
+    """The model's architecture on PyTorch's ``meta`` device: no weights, no memory.
+
+    Used to read the layer count and neuron geometry, and to refuse a model that cannot
+    be fingerprinted, before any weights are loaded. Cached per source folder.
+    """
+    return _skeleton(str(model_source(spec)), spec.trust_remote_code)
 
 
 def _is_causal(config: Any) -> bool:

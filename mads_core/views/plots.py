@@ -23,6 +23,14 @@ METHOD_COLORS: dict[str, str] = {
     "kcenter-embed": "#2ca02c",
     "kmeans-embed": "#9467bd",
     "kcenter-act": "#ff7f0e",
+    "longest": "#7f7f7f",
+    "ifd": "#17becf",
+    "superfilter": "#bcbd22",
+    "facility-embed": "#e377c2",
+    "deita": "#393b79",
+    "mads-lenctl": "#ff9896",
+    "target-mads": "#843c39",
+    "nait": "#637939",
 }
 METHOD_LABELS: dict[str, str] = {
     "mads": "MADS",
@@ -31,6 +39,14 @@ METHOD_LABELS: dict[str, str] = {
     "kcenter-embed": "k-center embeddings",
     "kmeans-embed": "k-means embeddings",
     "kcenter-act": "k-center fingerprints",
+    "longest": "longest responses",
+    "ifd": "IFD",
+    "superfilter": "Superfiltering (IFD + facility location)",
+    "facility-embed": "facility location embeddings",
+    "deita": "DEITA-style filter",
+    "mads-lenctl": "MADS length-controlled",
+    "target-mads": "MADS target-aware",
+    "nait": "NAIT-style",
 }
 EXTRA_COLORS = ("#17becf", "#bcbd22", "#e377c2", "#393b79")
 GREY = "#c7c7c7"
@@ -112,6 +128,8 @@ def projection_scatter(
     max_background: int = DEFAULT_MAX_BACKGROUND,
     seed: int = 0,
     height: int = 460,
+    color_by: Sequence[object] | None = None,
+    color_label: str = "",
 ) -> go.Figure:
     """2-D map: the rest in grey, each method's selection highlighted, optional linked/focused points.
 
@@ -119,7 +137,15 @@ def projection_scatter(
     the other view (drawn as black rings), ``focus`` one opened sample (a star). Every
     trace's ``customdata`` holds global row ids. When more than ``max_background``
     grey points would be drawn, a deterministic sample of them is drawn and the
-    title says so (highlighted points are always drawn).
+    title says so (highlighted points are always drawn). ``color_by`` (one value per
+    row, e.g. a metadata column named ``color_label``) colours the unpicked points:
+    one trace per value (the ``MAX_COLOR_GROUPS`` largest; the rest "other"), or a
+    colour scale when every value is a number.
+
+    Clicks: no ``dragmode`` is set, so Streamlit keeps its default (pan) with
+    ``clickmode="event+select"``: a click selects one point and reaches the app's
+    ``on_select``. (Streamlit turns clicks into plain events when the default drag
+    is lasso or box; those tools stay one click away in the toolbar.)
     """
     coords = np.asarray(coords, dtype=np.float32)
     n = coords.shape[0]
@@ -133,8 +159,13 @@ def projection_scatter(
         note = f"grey: {max_background:,} of {len(rest):,} unselected points drawn (thinned for speed)"
         rest = rest[keep]
     fig = go.Figure()
-    fig.add_trace(_scatter(coords, rest, hover, "not selected", dict(color=GREY, size=5, opacity=0.75)))
-    fig.data[-1].legendrank = 50
+    if color_by is None:
+        fig.add_trace(_scatter(coords, rest, hover, "not selected", dict(color=GREY, size=5, opacity=0.75)))
+        fig.data[-1].legendrank = 50
+    else:
+        for trace in _colored(coords, rest, hover, list(color_by), color_label):
+            trace.legendrank = 50
+            fig.add_trace(trace)
     # The first method (MADS by convention) is drawn last so it sits on top; the legend keeps the given order.
     for pos, (name, idx) in reversed(list(enumerate(highlights.items()))):
         idx = np.asarray(idx, dtype=np.int64)
@@ -157,8 +188,37 @@ def projection_scatter(
         full_title += f"<br><sup>{note}</sup>"
     fig.update_xaxes(showticklabels=False, title_text="", zeroline=False, showgrid=False)
     fig.update_yaxes(showticklabels=False, title_text="", zeroline=False, showgrid=False)
-    return _layout(fig, full_title, height=height, dragmode="lasso", uirevision="keep", clickmode="event+select",
+    return _layout(fig, full_title, height=height, uirevision="keep", hovermode="closest",
                    legend=dict(orientation="h", yanchor="top", y=-0.02, x=0.0), meta={"thinned": bool(note)})
+
+
+MAX_COLOR_GROUPS = 12
+QUALITATIVE = ("#4c78a8", "#f58518", "#54a24b", "#b279a2", "#ff9da6", "#9d755d", "#bab0ac", "#eeca3b",
+               "#72b7b2", "#e45756", "#79706e", "#d67195")
+
+
+def _colored(coords: np.ndarray, rows: np.ndarray, hover: Sequence[str] | None, values: list[object],
+             label: str) -> list[go.Scattergl]:
+    """Unpicked points coloured by a metadata value: a colour scale for numbers, else one trace per value."""
+    picked = [values[int(i)] for i in rows]
+    numbers = [v for v in picked if v is not None]
+    if numbers and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers):
+        shade = np.array([np.nan if v is None else float(v) for v in picked])
+        marker = dict(color=shade, colorscale="Viridis", size=5, opacity=0.8, showscale=True,
+                      colorbar=dict(title=label, thickness=10, len=0.6))
+        return [_scatter(coords, rows, hover, f"not selected, by {label}", marker)]
+    counts = pd.Series([str(v) if v is not None else "(none)" for v in picked], dtype=object).value_counts()
+    top = list(counts.index[:MAX_COLOR_GROUPS])
+    keys = np.array([str(v) if v is not None else "(none)" for v in picked], dtype=object)
+    keys = np.where(np.isin(keys, top), keys, "other")
+    traces = []
+    for pos, key in enumerate([*top, "other"]):
+        members = rows[keys == key]
+        if len(members):
+            color = QUALITATIVE[pos % len(QUALITATIVE)] if key != "other" else GREY
+            traces.append(_scatter(coords, members, hover, f"{label}: {key}",
+                                   dict(color=color, size=5, opacity=0.7)))
+    return traces
 
 
 def _scatter(coords: np.ndarray, idx: np.ndarray, hover: Sequence[str] | None, name: str, marker: dict) -> go.Scattergl:
@@ -195,13 +255,14 @@ def coverage_curves(
     *,
     n: int,
     budget: int | None = None,
-    saturation: tuple[str, int, float] | None = None,
+    saturation: tuple[str, int, float] | Sequence[tuple[str, int, float]] | None = None,
     y: str = "coverage",
 ) -> go.Figure:
-    """Neuron coverage vs budget, one line per method; budget and saturation marked.
+    """Neuron coverage vs budget, one line per method; budget and saturation points marked.
 
     ``curves`` has columns ``method``, ``k`` and ``y`` (a fraction in [0, 1]).
-    ``saturation`` = (method, k, coverage) where plain coverage stops growing.
+    ``saturation`` = (method, k, coverage) where a method's plain coverage stops growing,
+    or a list of them (one per method that saturates), each marked in its method's colour.
     """
     fig = go.Figure()
     for pos, (name, part) in enumerate(curves.groupby("method", sort=False)):
@@ -214,14 +275,17 @@ def coverage_curves(
             + "</extra>",
         ))
     _budget_line(fig, budget, n, "bottom right")
-    if saturation is not None:
-        name, k_sat, value = saturation
+    points = [saturation] if isinstance(saturation, tuple) else list(saturation or [])
+    order = [str(m) for m in curves["method"].drop_duplicates()]
+    for j, (name, k_sat, value) in enumerate(points):
+        pos = order.index(name) if name in order else j
         fig.add_trace(go.Scatter(
             x=[k_sat], y=[100.0 * value], mode="markers+text", name="plain coverage saturates",
-            marker=dict(symbol="x", size=12, color="#000"),
-            text=[f"saturates at k={k_sat:,} ({100.0 * k_sat / max(n, 1):.0f}%)"], textposition="bottom right",
-            hovertemplate=f"{method_label(name)}: every neuron any sample fires is covered after "
-            f"{k_sat:,} picks<extra></extra>",
+            legendgroup="saturation", showlegend=j == 0,
+            marker=dict(symbol="x", size=12, color=method_color(name, pos), line=dict(width=1, color="#000")),
+            text=[f"k={k_sat:,}"], textposition="bottom center", cliponaxis=False,
+            hovertemplate=f"{method_label(name)}: plain coverage saturates at k={k_sat:,} "
+            f"({100.0 * k_sat / max(n, 1):.0f}%): every neuron any sample fires is covered<extra></extra>",
         ))
     fig.update_xaxes(title_text=f"budget k (picks, of N={n:,})", rangemode="tozero")
     fig.update_yaxes(title_text="% of coverable neurons covered", range=[0, 102])
@@ -316,10 +380,11 @@ def category_bars(
     if len(counts) > len(shown):
         title += f" ({len(shown)} of {len(counts)} categories: the largest in the dataset or in the picks)"
     fig.update_yaxes(autorange="reversed", type="category")
-    fig.update_xaxes(title_text="% of picks (grey: % of the dataset)", side="top")
-    height = 140 + len(shown) * (8 + 5 * (len(shares) + 1))
+    fig.update_xaxes(title_text="% of picks (grey: % of the dataset)")
+    height = 160 + len(shown) * (8 + 5 * (len(shares) + 1))
+    # The legend sits in the right margin (it covered the top axis labels when drawn over the plot).
     return _layout(fig, title, height=height, barmode="group", bargap=0.25,
-                   legend=dict(orientation="h", y=1.0, yanchor="bottom", x=0.35))
+                   legend=dict(orientation="v", x=1.01, xanchor="left", y=1.0, yanchor="top"))
 
 
 def newly_covered_bars(counts: np.ndarray, layers: Sequence[int], title: str = "Neurons newly covered") -> go.Figure:
@@ -332,11 +397,14 @@ def newly_covered_bars(counts: np.ndarray, layers: Sequence[int], title: str = "
     return _layout(fig, f"{title} (total {int(counts.sum()):,})", height=300)
 
 
-def overlap_bars(n_only_a: int, n_both: int, n_only_b: int, label_a: str, label_b: str) -> go.Figure:
-    """Stacked bar of two selections: only in A, in both, only in B."""
+def overlap_bars(n_only_a: int, n_both: int, n_only_b: int, label_a: str, label_b: str,
+                 color_a: str | None = None, color_b: str | None = None) -> go.Figure:
+    """Stacked bar of two selections: only in A, in both, only in B (each method in its own colour)."""
     fig = go.Figure()
-    for value, name, color in ((n_only_a, f"only {label_a}", method_color("mads")), (n_both, "both", "#555"),
-                               (n_only_b, f"only {label_b}", method_color("kcenter-tfidf"))):
+    color_a = color_a or method_color("mads")
+    color_b = color_b or method_color("kcenter-tfidf")
+    for value, name, color in ((n_only_a, f"only {label_a}", color_a), (n_both, "both", "#555"),
+                               (n_only_b, f"only {label_b}", color_b)):
         fig.add_trace(go.Bar(y=["picks"], x=[value], name=f"{name} ({value:,})", orientation="h",
                              marker_color=color, hovertemplate=f"{name}: {value:,}<extra></extra>"))
     return _layout(fig, "Overlap of the two selections", height=180, barmode="stack",

@@ -6,9 +6,12 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The app's one-time set-up (model conversion, demo asset, compiled kernels), done here and
+# not on the user's first click; re-run when the environment or the demo asset changes.
+PREPARED := $(VENV)/.prepared
 PORT ?= 8501
 
-.PHONY: run test lint bench clean-venv
+.PHONY: run test lint bench clean-venv prepare
 
 $(STAMP): requirements.txt requirements-bundled.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,7 +21,13 @@ $(STAMP): requirements.txt requirements-bundled.txt pyproject.toml
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-run: $(STAMP)
+$(PREPARED): $(STAMP) scripts/setup_app.py $(wildcard assets/demo/default.tar.xz)
+	$(PY) scripts/setup_app.py
+	touch $(PREPARED)
+
+prepare: $(PREPARED)
+
+run: $(PREPARED)
 	@if [ -f app.py ]; then \
 		$(PY) -m streamlit run app.py --server.port $(PORT) --server.headless true --browser.gatherUsageStats false; \
 	else \

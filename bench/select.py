@@ -300,13 +300,74 @@ def paper_scale(n: int, d: int, budget: float, seed: int, extra: bool) -> dict:
     return out
 
 
+def peers_52k(n: int, d: int, budget: float, seed: int) -> dict:
+    """Peer methods (mads_core.select.peers) at N samples: synthetic embeddings, scores and fingerprints.
+
+    Embeddings: 384-d, 500 Gaussian clusters (unit rows). IFD: uniform in [0, 1.2) (about
+    1/6 above 1). Fingerprints: the paper-scale synthetic bits above; own-token counts
+    lognormal; target set: 500 rows of the same generator (another seed). One run each,
+    numba/apricot compilation included (apricot compiles its kernels on every fit).
+    """
+    from mads_core.data.loader import Dataset
+    from mads_core.select.deita import select_deita
+    from mads_core.select.facility import select_facility
+    from mads_core.select.ifd import select_ifd, select_superfilter
+    from mads_core.select.length import select_longest, select_mads_lenctl
+    from mads_core.select.target import select_nait, select_target_mads
+
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(500, 384))
+    emb = (centres[rng.integers(0, 500, n)] + 0.8 * rng.normal(size=(n, 384))).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    ifd = rng.uniform(0.0, 1.2, n)
+    lengths = rng.lognormal(5.0, 1.0, n).astype(np.int64) + 1
+    ds = Dataset("synthetic", "chat", tuple(f"s{i}" for i in range(n)),
+                 tuple((("user", "q"), ("assistant", "x" * int(min(v, 4000)))) for v in lengths),
+                 (None,) * n, ("synthetic",) * n, tuple({} for _ in range(n)))
+    bits = synthetic_bits(n, d, seed=seed)
+    target = synthetic_bits(500, d, seed=seed + 1, cache=False)
+    tokens = np.minimum(lengths, 256)
+    runs = {
+        "longest": lambda: select_longest(ds, budget),
+        "ifd": lambda: select_ifd(ifd, budget),
+        "deita": lambda: select_deita(ifd, emb, budget),
+        "facility-embed": lambda: select_facility(emb, budget),
+        "superfilter": lambda: select_superfilter(ifd, emb, budget),
+        "mads-lenctl": lambda: select_mads_lenctl(bits, d, tokens, budget),
+        "target-mads": lambda: select_target_mads(bits, d, target, budget),
+        "nait": lambda: select_nait(bits, d, target, budget),
+    }
+    out: dict = {"n": n, "d": d, "budget": budget}
+    for name, fn in runs.items():
+        with PeakRSS() as mem:
+            t0 = time.perf_counter()
+            sel = fn()
+            out[name] = time.perf_counter() - t0
+        out[f"{name}_filler_from"] = int(sel.filler_from)
+        out[f"{name}_peak_extra_mib"] = mem.extra / MIB
+        print(f"  {name}: {out[name]:.1f} s ({len(sel)} picks, filler from {sel.filler_from}, "
+              f"peak extra {mem.extra / MIB:.0f} MiB)", flush=True)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="small smoke run")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-peers", action="store_true")
     ap.add_argument("--worst-case", action="store_true", help="also time uniform 5%% firing at paper scale")
+    ap.add_argument("--peers-52k", action="store_true",
+                    help="only time the peer methods (IFD, facility location, DEITA, ...) at N = 52,000")
     args = ap.parse_args(argv)
+    if args.peers_52k:
+        n, d = (8000, 28 * 1024) if args.quick else (52_000, 28 * 8192)
+        print(f"peers at N={n} D={d} budget 15%:", flush=True)
+        res = peers_52k(n, d, 0.15, args.seed)
+        OUT.mkdir(parents=True, exist_ok=True)
+        (OUT / ("peers_quick.json" if args.quick else "peers_52k.json")).write_text(json.dumps(res, indent=1))
+        names = [k for k, v in res.items() if isinstance(v, float) and k != "budget" and not k.endswith("_mib")]
+        print("select: peers_52k_s=" + ",".join(f"{k}:{res[k]:.1f}" for k in names))
+        return 0
     if args.quick:
         n, d, pn, pd, pk = 8000, 28 * 1024, 1000, 32768, 200
     else:

@@ -158,12 +158,47 @@ def _fp_key(ds: Dataset, s: session.AppSettings) -> str:
     return f"{ds.content_hash()}|{s.model.__dict__}|{s.fingerprint.cache_hash()}"
 
 
+def asset_root() -> Path | None:
+    """The bundled demo asset, unpacked (once) as a read-only second cache root; None without one."""
+    from mads_core.data import demo_asset
+
+    try:
+        return memo("demo-asset", str(demo_asset.ASSET_FILE), demo_asset.root)
+    except Exception:  # an unreadable asset only means computing as usual
+        return None
+
+
+def from_asset(path: str | Path | None) -> bool:
+    """Whether a result was read from the bundled demo asset (pages label it)."""
+    from mads_core.data.demo_asset import is_asset_path
+
+    return is_asset_path(path)
+
+
+def _user_has(kind: str, key: str, leaf: str = "") -> bool:
+    from mads_core.model.store import artifact_dir
+
+    folder = artifact_dir(kind, key)
+    return ((folder / leaf) if leaf else folder).joinpath("meta.json").is_file()
+
+
 def cached_fingerprints(ds: Dataset, s: session.AppSettings) -> Fingerprints | None:
-    """Fingerprints from memory or the disk cache; None when they must be computed (no model load)."""
+    """Fingerprints from memory or the disk cache — the user's own, else the bundled demo asset's when
+    it holds exactly these (same data, model and settings); None when they must be computed."""
     from mads_core.model.fingerprint import cached_fingerprints as from_disk
+    from mads_core.model.fingerprint import fingerprint_key
+    from mads_core.model.models import model_identity
+
+    def load() -> Fingerprints | None:
+        found = from_disk(ds, s.model, s.fingerprint)
+        if found is None and s.data.kind == "demo" and (root := asset_root()) is not None:
+            found = from_disk(ds, s.model, s.fingerprint, cache=root)
+        return found
 
     with guard("Could not check the fingerprint cache"):
-        return memo("fingerprints", _fp_key(ds, s), lambda: from_disk(ds, s.model, s.fingerprint))
+        own = _user_has("fingerprints", fingerprint_key(ds.content_hash(), model_identity(s.model), s.fingerprint),
+                        "result")
+        return memo("fingerprints", f"{_fp_key(ds, s)}|own={own}", load)
 
 
 def chunks_kept(ds: Dataset, s: session.AppSettings) -> int:
@@ -184,8 +219,11 @@ def _stop() -> None:
     st.session_state[STOPPED] = True
 
 
-def compute_fingerprints(ds: Dataset, s: session.AppSettings) -> Fingerprints:
-    """Run the model over the dataset with a live status (batches, samples/s, ETA) and a Stop button."""
+def compute_fingerprints(ds: Dataset, s: session.AppSettings, force_own: bool = False) -> Fingerprints:
+    """Run the model over the dataset with a live status (batches, samples/s, ETA) and a Stop button.
+
+    ``force_own``: compute into the user's cache even where the bundled demo asset has them.
+    """
     from mads_core.model.fingerprint import fingerprint_dataset
 
     st.session_state[STOPPED] = False
@@ -218,7 +256,7 @@ def compute_fingerprints(ds: Dataset, s: session.AppSettings) -> Fingerprints:
             fp = fingerprint_dataset(ds, s.model, s.fingerprint, progress=progress, loaded=loaded)
     holder.empty()  # a finished box does not stay on the page; the toast says it is done
     st.toast(f"Fingerprints computed in {_duration(time.perf_counter() - start)}", icon=":material/check_circle:")
-    return cached_fingerprints(ds, s) or fp
+    return fp if force_own else (cached_fingerprints(ds, s) or fp)
 
 
 @contextlib.contextmanager
@@ -271,13 +309,16 @@ def cached_embeddings(ds: Dataset) -> np.ndarray | None:
     from mads_core.model.store import artifact_dir, load_arrays
 
     def load() -> np.ndarray | None:
-        hit = load_arrays(artifact_dir(embed.CACHE_KIND, embed.embedding_key(ds)))
-        if hit is None or hit[0].get("embeddings") is None or hit[0]["embeddings"].shape[0] != len(ds):
-            return None
-        return hit[0]["embeddings"]
+        key = embed.embedding_key(ds)
+        for root in (None, asset_root()):
+            hit = load_arrays(artifact_dir(embed.CACHE_KIND, key, root))
+            if hit is not None and hit[0].get("embeddings") is not None and hit[0]["embeddings"].shape[0] == len(ds):
+                return hit[0]["embeddings"]
+        return None
 
     with guard("Could not check the embedding cache"):
-        return memo("embeddings", ds.content_hash(), load)
+        own = _user_has(embed.CACHE_KIND, embed.embedding_key(ds))
+        return memo("embeddings", f"{ds.content_hash()}|own={own}", load)
 
 
 def embeddings(ds: Dataset) -> np.ndarray:
@@ -326,7 +367,14 @@ def projection_settings() -> ProjectionSettings:
 def _project(kind: str, memo_key: str, run: Callable[..., Projection], ps: ProjectionSettings, n: int,
              **kw: Any) -> Projection:
     key = f"{kind}|{memo_key}|{ps}"
-    found = memo("projection", key, lambda: run(use_cache=True, compute=False, **kw))
+
+    def cached() -> Projection | None:  # the user's cache, else the bundled demo asset's
+        hit = run(use_cache=True, compute=False, **kw)
+        if hit is None and (root := asset_root()) is not None:
+            hit = run(use_cache=True, compute=False, cache=root, **kw)
+        return hit
+
+    found = memo("projection", key, cached)
     if found is not None:
         return found
     holder = st.empty()
@@ -389,6 +437,14 @@ def ranking(method: str, ds: Dataset, fp: Fingerprints, k: int, emb: np.ndarray 
     key = f"{ds.content_hash()}|{fp.key}|{session.method_key(method, config, msettings)}|{upto}"
 
     def run() -> Selection:
+        if from_asset(fp.path) and (root := asset_root()) is not None:  # the demo asset ships default rankings
+            from mads_core.data.demo_asset import RANKINGS, load_selection, ranking_key
+            from mads_core.model.store import artifact_dir
+
+            mkey = session.method_key(method, config, msettings)
+            shipped = load_selection(artifact_dir(RANKINGS, ranking_key(ds.content_hash(), fp.key, mkey, upto), root))
+            if shipped is not None:
+                return shipped
         return session.run_method(method, ds, fp, upto, select_config=config, embeddings=emb,
                                   method_settings=msettings)
 

@@ -69,11 +69,25 @@ def navigation_mode(monkeypatch):
     monkeypatch.setattr(PagesManager, "__init__", init)
 
 
-def start(**state) -> AppTest:
+def start(state: dict | None = None, **params) -> AppTest:
+    """The app on its first page; ``state`` presets the app's own settings (``pages/_state.py`` keys),
+    ``params`` the URL's query parameters."""
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
-    for key, value in state.items():
+    for key, value in (state or {}).items():
         at.session_state[key] = value
+    for key, value in params.items():
+        at.query_params[key] = value
     return at.run()
+
+
+def w(name: str, slot: str = "") -> str:
+    """The widget key of an app setting (``pages/_state.bound``)."""
+    return f"w:{name}" + (f":{slot}" if slot else "")
+
+
+def share(k: int, n: int) -> float:
+    """The budget share that gives exactly k picks of n."""
+    return k / n
 
 
 def clean(at: AppTest) -> AppTest:
@@ -142,19 +156,19 @@ def test_data_page_opens_on_the_demo_with_a_cache_hit_and_the_firing_picture(dem
 
 def test_invalid_settings_are_named_and_the_app_recovers(demo):
     at = start()
-    at.text_input(key="sb_levels").set_value("1.0").run()  # levels must exceed tau = 2
+    at.text_input(key=w("fp.levels")).set_value("1.0").run()  # levels must exceed tau
     assert not at.exception
     assert "levels" in texts(at.sidebar.error)
     assert "Settings problem" in texts(at.error)
     at.sidebar.button[0].click().run()  # "Reset settings to defaults"
     clean(at)
-    assert at.text_input(key="sb_levels").value == ",".join(str(x) for x in FingerprintConfig().levels)
+    assert at.text_input(key=w("fp.levels")).value == ",".join(str(x) for x in FingerprintConfig().levels)
 
 
 def test_a_file_with_a_bad_record_is_loaded_and_the_bad_record_reported(tmp_path, demo):
     good = [{"instruction": q, "input": "", "output": a} for q, a in SMALL[:3]]
     path = write_jsonl(tmp_path / "pairs.jsonl", [good[0], {"instruction": "no answer here"}, good[1], good[2]])
-    at = clean(start(sb_source="Local path", sb_path=str(path)))
+    at = clean(start({"data.source": "Local path", "data.path": str(path)}))
     values = {m.label: m.value for m in at.metric}
     assert values["Samples"] == "3" and values["Skipped (malformed)"] == "1"
     report = texts(at.warning)
@@ -165,13 +179,13 @@ def test_a_file_with_a_bad_record_is_loaded_and_the_bad_record_reported(tmp_path
 
 
 def test_a_missing_file_and_an_unknown_model_give_clear_errors(tmp_path, monkeypatch):
-    at = start(sb_source="Local path", sb_path=str(tmp_path / "nope.jsonl"))
+    at = start({"data.source": "Local path", "data.path": str(tmp_path / "nope.jsonl")})
     assert not at.exception
     assert "file does not exist" in texts(at.error) and "nope.jsonl" in texts(at.error)
-    at = start(sb_model_source="Local model folder", sb_model_path=str(tmp_path / "no-model"))
+    at = start({"model.source": "Local model folder", "model.path": str(tmp_path / "no-model")})
     assert not at.exception and "model folder not found" in texts(at.sidebar.error)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    at = start(sb_model_source="Hugging Face hub id", sb_hub_id="nobody/no-such-model-xyz")
+    at = start({"model.source": "Hugging Face hub id", "model.hub_id": "nobody/no-such-model-xyz"})
     assert not at.exception
     assert "no-such-model-xyz" in texts(at.error) and "Model problem" in texts(at.error)
 
@@ -200,11 +214,12 @@ def test_compare_draws_mads_and_baselines_and_the_budget_is_a_prefix(demo):
     assert {t["name"] for t in coverage["data"]} >= {"MADS", "random", "plain coverage saturates"}
     assert any(s.get("x0") == k for s in coverage["layout"]["shapes"])
 
-    at.slider(key="compare_budget_pct").set_value(20.0).run()
+    at.slider(key=w("budget.share", "compare_pct")).set_value(20.0).run()
     clean(at)
     k2 = at.session_state["budget_k"]
-    assert k2 == round(0.2 * len(ds))
-    assert at.number_input(key="compare_budget_count").value == k2
+    assert k2 == round(0.2 * len(ds)) and at.session_state["budget.share"] == pytest.approx(0.2)
+    assert at.number_input(key=w("budget.share", "compare_count")).value == k2
+    assert at.query_params["budget"] == ["0.2"]  # the view's state is in the URL
     assert decoded(trace(charts(at)[0], "MADS")["customdata"]).tolist() == mads.ranking[:k2].tolist()
     random_ids = decoded(trace(charts(at)[0], "random")["customdata"])
     assert random_ids.tolist() == session.run_method("random", ds, fp, len(ds)).ranking[:k2].tolist()
@@ -212,11 +227,11 @@ def test_compare_draws_mads_and_baselines_and_the_budget_is_a_prefix(demo):
 
 def test_compare_with_every_method_and_tuned_mads(demo):
     ds, fp, emb = demo
-    at = page(start(budget_k=50), "2_Compare")
-    at.multiselect(key="w_methods").set_value(list(session.METHODS)).run()
+    at = page(start({"budget.share": share(50, len(ds))}), "2_Compare")
+    at.multiselect(key=w("compare.methods")).set_value(list(session.METHODS)).run()
     clean(at)
     assert len(at.dataframe[0].value) == len(session.METHODS)
-    at.number_input(key="w_min_support").set_value(3).run()
+    at.number_input(key=w("mads.min_support")).set_value(3).run()
     clean(at)
     assert at.session_state["select_config"] == SelectConfig(min_support=3)
     tuned = session.run_method("mads", ds, fp, 50, select_config=SelectConfig(min_support=3))
@@ -226,13 +241,115 @@ def test_compare_with_every_method_and_tuned_mads(demo):
 
 def test_a_budget_out_of_range_is_named_and_clamped(demo):
     ds, _, _ = demo
-    at = page(start(budget_k=10**6), "2_Compare")
+    at = page(start(budget="7.5"), "2_Compare")  # a shared link asking for 750%
     assert not at.exception
     assert "out of range" in texts(at.warning)
     assert at.session_state["budget_k"] == session.max_budget(len(ds))
-    at.number_input(key="compare_budget_count").set_value(30).run()
+    at.number_input(key=w("budget.share", "compare_count")).set_value(30).run()
     clean(at)
-    assert at.slider(key="compare_budget_pct").value == pytest.approx(round(100 * 30 / len(ds), 1))
+    assert at.session_state["budget_k"] == 30
+    assert at.slider(key=w("budget.share", "compare_pct")).value == pytest.approx(round(100 * 30 / len(ds), 1))
+
+
+def compare_controls(at: AppTest) -> dict:
+    """What Compare shows in its controls, and which methods it computed (the metrics table's rows)."""
+    return {
+        "methods": list(at.multiselect(key=w("compare.methods")).value),
+        "neighbours": at.number_input(key=w("map.n_neighbors")).value,
+        "min_dist": at.number_input(key=w("map.min_dist")).value,
+        "svd": at.number_input(key=w("map.svd_dims")).value,
+        "max_share": at.slider(key=w("mads.max_neuron_share")).value,
+        "budget_pct": at.slider(key=w("budget.share", "compare_pct")).value,
+        "computed": list(at.dataframe[0].value["method"]),
+    }
+
+
+def test_a_passing_sidebar_error_resets_nothing_on_compare(demo):
+    """Issue 13 item 2: switch to 'Upload a file' and back, or type a bad layer spec and fix it."""
+    at = page(start(), "2_Compare")
+    at.multiselect(key=w("compare.methods")).set_value(["mads", "kcenter-act", "random"]).run()
+    at.number_input(key=w("map.n_neighbors")).set_value(10).run()
+    at.slider(key=w("mads.max_neuron_share")).set_value(0.5).run()
+    clean(at)
+    before = compare_controls(at)
+    assert before["computed"] == ["MADS", "k-center fingerprints", "random"] and before["neighbours"] == 10
+    config = at.session_state["select_config"]
+
+    at.sidebar.radio(key=w("data.source")).set_value("Upload a file").run()
+    assert "upload a file" in texts(at.sidebar.error) and "Settings problem" in texts(at.error)
+    at.sidebar.radio(key=w("data.source")).set_value("Bundled demo").run()
+    clean(at)
+    assert compare_controls(at) == before and at.session_state["select_config"] == config
+
+    at.sidebar.text_input(key=w("fp.layers")).set_value("0-x").run()
+    assert "Settings problem" in texts(at.error)
+    at.sidebar.text_input(key=w("fp.layers")).set_value("all").run()
+    clean(at)
+    assert compare_controls(at) == before and at.session_state["select_config"] == config
+
+
+def test_the_budget_is_carried_as_a_share_across_datasets(demo, tmp_path):
+    """Issue 13 item 3: 10% of the demo stays 10% of a small file and 10% again back on the demo."""
+    ds, _, _ = demo
+    path = write_jsonl(tmp_path / "tiny.jsonl", [{"instruction": q, "input": "", "output": a} for q, a in SMALL])
+    at = page(start({"budget.share": 0.1}), "4_Export")
+    clean(at)
+    assert at.session_state["budget_k"] == session.budget_from_share(0.1, len(ds)) == 72
+    at.sidebar.radio(key=w("data.source")).set_value("Local path").run()
+    at.sidebar.text_input(key=w("data.path")).set_value(str(path)).run()
+    assert at.session_state["budget.share"] == pytest.approx(0.1)
+    at.sidebar.radio(key=w("data.source")).set_value("Bundled demo").run()
+    clean(at)
+    assert at.session_state["budget_k"] == 72 and at.session_state["budget.share"] == pytest.approx(0.1)
+
+
+def test_compare_cli_table_equals_the_apps_metrics_for_every_method(demo, tmp_path, isolated_cache):
+    """Issue 13 item 4: `compare` and the app give the same numbers for every method at 5/10/15%
+    (k-means clustered once per budget in both)."""
+    import pandas as pd
+
+    ds, _, _ = demo
+    out = tmp_path / "compare.csv"
+    env = {**os.environ, "MADS_CACHE_DIR": str(isolated_cache)}
+    done = subprocess.run([sys.executable, "-m", "mads_core", "compare", "--data", "demo", "--budgets",
+                           "0.05,0.1,0.15", "--out", str(out)], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    cli = pd.read_csv(out)
+    assert set(cli["method"]) == set(session.METHODS)
+    labels = {plots_label(m): m for m in session.METHODS}
+    at = page(start({"compare.methods": list(session.METHODS)}), "2_Compare")
+    columns = {"neuron coverage": "coverage", "text spread (mean NN cos dist)": "mean_nn_distance",
+               "text radius (max dist to a pick)": "radius", "category coverage": "category_coverage",
+               "tokens (mean)": "len_mean"}
+    for budget in (0.05, 0.1, 0.15):
+        at.session_state["budget.share"] = budget
+        at.run()
+        clean(at)
+        shown = at.dataframe[0].value
+        assert at.session_state["budget_k"] == session.budget_from_share(budget, len(ds))
+        for _, row in shown.iterrows():
+            method = labels[row["method"]]
+            ref = cli[(cli["method"] == method) & (cli["budget"].astype(float) == budget)].iloc[0]
+            assert int(ref["k"]) == at.session_state["budget_k"]
+            for label, column in columns.items():
+                assert row[label] == pytest.approx(float(ref[column]), rel=1e-5, abs=1e-6), (method, budget, label)
+
+
+def plots_label(method: str) -> str:
+    from mads_core.views.plots import method_label
+
+    return method_label(method)
+
+
+def test_the_view_is_restored_from_its_url(demo):
+    ds, _, _ = demo
+    at = page(start(budget="0.2", methods="mads,kcenter-embed", row="5"), "3_Inspect")
+    clean(at)
+    assert at.session_state["budget_k"] == session.budget_from_share(0.2, len(ds))
+    assert list(at.session_state["compare.methods"]) == ["mads", "kcenter-embed"]
+    assert "Sample row 5" in texts(at.subheader)
+    assert at.query_params["methods"] == ["mads,kcenter-embed"] and at.query_params["row"] == ["5"]
 
 
 # ---------------------------------------------------------------- page 3: inspect
@@ -243,15 +360,16 @@ def test_inspect_explains_a_pick_a_non_pick_and_linked_selections(demo):
     k = 40
     mads = session.run_method("mads", ds, fp, len(ds))
     row = int(mads.ranking[3])
-    at = clean(page(start(budget_k=k, inspect_row=row), "3_Inspect"))
+    at = clean(page(start({"budget.share": share(k, len(ds)), "inspect.row": row}), "3_Inspect"))
     table = at.dataframe[0].value
     assert table["row"].tolist() == mads.ranking[:k].tolist() and table["rank"].tolist() == list(range(1, k + 1))
+    assert table["round"].tolist() == (np.asarray(mads.rounds[:k]) + 1).tolist()  # rounds count from 1, as in the text
     assert "pick **4** of 40" in texts(at.success)
     bars = [s for s in charts(at) if "newly covered" in s["layout"]["title"]["text"]][0]
     assert f"total {int(mads.gains[3]):,}" in bars["layout"]["title"]["text"]  # round 0: gain = new neurons
 
     outside = int(mads.ranking[k + 5])
-    at.session_state["inspect_row"] = outside
+    at.session_state["inspect.row"] = outside
     at.session_state["linked_rows"] = [int(mads.ranking[0]), outside, 7]
     at.run()
     clean(at)
@@ -276,7 +394,7 @@ def test_inspect_explains_a_pick_a_non_pick_and_linked_selections(demo):
 
 def test_export_matches_the_cli_command_byte_for_byte(demo, tmp_path, isolated_cache):
     ds, fp, _ = demo
-    at = page(start(budget_k=25, select_config=SelectConfig(min_support=2)), "4_Export")
+    at = page(start({"budget.share": share(25, len(ds)), "mads.min_support": 2}), "4_Export")
     clean(at)
     command = at.code[0].value
     argv = shlex.split(command)
@@ -300,7 +418,8 @@ def test_export_matches_the_cli_command_byte_for_byte(demo, tmp_path, isolated_c
 
 def test_small_dataset_stopped_run_resumes_and_compare_falls_back_for_tiny_maps(tmp_path):
     path = write_jsonl(tmp_path / "tiny.jsonl", [{"instruction": q, "input": "", "output": a} for q, a in SMALL])
-    at = page(start(sb_source="Local path", sb_path=str(path), fingerprint_stopped=True), "2_Compare")
+    at = page(start({"data.source": "Local path", "data.path": str(path), "fingerprint_stopped": True}),
+              "2_Compare")
     assert not at.exception
     assert "stopped" in texts(at.warning)
     assert not at.get("plotly_chart")  # a stopped run does not restart by itself

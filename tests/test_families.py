@@ -131,7 +131,8 @@ def test_negative_layers_resolve_before_dedup_and_match_positive_ones():
         ActivationRecorder(model, (3,), FingerprintConfig())
     with pytest.raises(FingerprintError, match="-4"):
         ActivationRecorder(model, (-4,), FingerprintConfig())
+    cfg = FingerprintConfig(threshold=0.0)
     with torch.no_grad():
-        a = run_batches(_Loaded(model), samples(), ActivationRecorder(model, (-1,), FingerprintConfig(threshold=0.0)), 3)
-        b = run_batches(_Loaded(model), samples(), ActivationRecorder(model, (2,), FingerprintConfig(threshold=0.0)), 3)
+        a = run_batches(_Loaded(model), samples(), ActivationRecorder(model, (-1,), cfg), 3)
+        b = run_batches(_Loaded(model), samples(), ActivationRecorder(model, (2,), cfg), 3)
     assert np.array_equal(a, b) and a.any()

@@ -12,10 +12,12 @@ from mads_core.config import FingerprintConfig, ModelSpec
 from mads_core.model.fingerprint import (
     ActivationRecorder,
     EncodedSample,
+    FingerprintError,
     RunStats,
     _pack_bits,
     encode_sample,
     fingerprint_dataset,
+    fingerprint_key,
     render_sample,
     run_batches,
 )
@@ -119,10 +121,24 @@ def test_layer_subset_equals_columns_of_all_layers(bundled_model, six_pairs, tmp
     part = fingerprint_dataset(ds, config=FingerprintConfig(layers=(3, 0)), cache=tmp_path, loaded=bundled_model)
     width = 1536
     assert full.n_neurons == 30 * width and part.n_neurons == 2 * width
-    assert part.layers == (3, 0) and part.layer_offsets == (0, width, 2 * width)
+    # Canonical layer order: ascending, whatever order they were given in.
+    assert part.layers == (0, 3) and part.layer_offsets == (0, width, 2 * width)
     f, p = unpack(full.bits, full.n_neurons), unpack(part.bits, part.n_neurons)
-    assert np.array_equal(p[:, :width], f[:, 3 * width : 4 * width])
-    assert np.array_equal(p[:, width:], f[:, :width])
+    assert np.array_equal(p[:, :width], f[:, :width])
+    assert np.array_equal(p[:, width:], f[:, 3 * width : 4 * width])
+
+
+@pytest.mark.model
+def test_negative_and_duplicate_layers_share_one_canonical_key(bundled_model, six_pairs, tmp_path):
+    ds = make_dataset(six_pairs)
+    last = fingerprint_dataset(ds, config=FingerprintConfig(layers=(-1,)), cache=tmp_path, loaded=bundled_model)
+    same = fingerprint_dataset(ds, config=FingerprintConfig(layers=(29, -1)), cache=tmp_path, loaded=bundled_model)
+    assert last.layers == (29,) and last.n_neurons == 1536
+    assert same.key == last.key and same.cache_hit
+    key = fingerprint_key(ds.content_hash(), bundled_model.identity, FingerprintConfig(layers=(29,)))
+    assert key == last.key
+    with pytest.raises(FingerprintError, match="out of range: the model has 30 layers"):
+        fingerprint_dataset(ds, config=FingerprintConfig(layers=(30,)), cache=tmp_path, loaded=bundled_model)
 
 
 @pytest.mark.model

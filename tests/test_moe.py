@@ -19,21 +19,21 @@ from mads_core.config import FingerprintConfig
 from mads_core.model.fingerprint import ActivationRecorder, make_batch, run_batches
 from mads_core.model.hooks import ExpertsSite
 
-E, I = N_EXPERTS, EXPERT_WIDTH
-# D per family at unit granularity, from the tiny configs: routed experts E x I per MoE
+E, U = N_EXPERTS, EXPERT_WIDTH  # experts, units per expert
+# D per family at unit granularity, from the tiny configs: routed experts E x U per MoE
 # layer, plus shared experts and dense layers at their width.
 EXPECTED_D = {
-    "mixtral": 3 * E * I,
-    "qwen3_moe": 3 * E * I,
-    "olmoe": 3 * E * I,
-    "granitemoe": 3 * E * I,
-    "phimoe": 3 * E * I,
-    "gpt_oss": 3 * E * I,
-    "qwen2_moe": 3 * (E * I + 48),  # + shared expert (48 units)
-    "deepseek_v2": 128 + 2 * (E * I + 32),  # first layer dense; then experts + 1 shared expert
-    "deepseek_v3": 128 + 2 * (E * I + 32),
-    "llama4": 128 + (E * I + 32) + 128,  # MoE every 2nd layer, shared expert of width I
-    "gemma4": 3 * (128 + E * I),  # dense MLP and MoE block side by side in every layer
+    "mixtral": 3 * E * U,
+    "qwen3_moe": 3 * E * U,
+    "olmoe": 3 * E * U,
+    "granitemoe": 3 * E * U,
+    "phimoe": 3 * E * U,
+    "gpt_oss": 3 * E * U,
+    "qwen2_moe": 3 * (E * U + 48),  # + shared expert (48 units)
+    "deepseek_v2": 128 + 2 * (E * U + 32),  # first layer dense; then experts + 1 shared expert
+    "deepseek_v3": 128 + 2 * (E * U + 32),
+    "llama4": 128 + (E * U + 32) + 128,  # MoE every 2nd layer, shared expert of width U
+    "gemma4": 3 * (128 + E * U),  # dense MLP and MoE block side by side in every layer
 }
 N_MOE_LAYERS = {"deepseek_v2": 2, "deepseek_v3": 2, "llama4": 1}
 
@@ -68,7 +68,7 @@ def capture_experts(model, recorder):
 
 
 def reference_expert_values(site: ExpertsSite, x: torch.Tensor, which: str) -> torch.Tensor:
-    """(E, tokens, I) activation of every expert on every token (no routing applied)."""
+    """(E, tokens, U) activation of every expert on every token (no routing applied)."""
     ex = site.module
     values = []
     for e in range(site.n_experts):
@@ -112,13 +112,14 @@ def test_moe_bits_equal_a_recomputation_from_the_routers_choices(family, site):
         if not isinstance(slot.site, ExpertsSite):
             continue
         with torch.no_grad():
-            values = reference_expert_values(slot.site, store[n]["x"], site)  # (E, S, I)
+            values = reference_expert_values(slot.site, store[n]["x"], site)  # (E, S, U)
         routed = torch.zeros(len(own), slot.site.n_experts, dtype=torch.bool)
         routed.scatter_(1, store[n]["idx"], True)
         keep = (routed & own[:, None]).t()  # (E, S): routed there and an own token
         masked = values.masked_fill(~keep[:, :, None], float("-inf"))
-        pooled = masked.view(E, *batch.own.shape, I).amax(dim=2)  # (E, B, I)
-        refs[n] = (pooled.permute(1, 0, 2).reshape(len(batch), E * I).numpy(), keep.view(E, *batch.own.shape).any(2).t())
+        pooled = masked.view(E, *batch.own.shape, U).amax(dim=2)  # (E, B, U)
+        routed_own = keep.view(E, *batch.own.shape).any(2).t()  # (B, E)
+        refs[n] = (pooled.permute(1, 0, 2).reshape(len(batch), E * U).numpy(), routed_own)
     finite = np.concatenate([r[np.isfinite(r)] for r, _ in refs.values()])
     tau = float(np.quantile(finite, 0.7))
     recorder, bits, _ = run(model, FingerprintConfig(threshold=tau, levels=(), site=site))
@@ -130,7 +131,7 @@ def test_moe_bits_equal_a_recomputation_from_the_routers_choices(family, site):
         assert 0 < expected.sum() < expected.size
         assert np.array_equal(got[~near], expected[~near]), f"slot {n}"
         # Only experts that own tokens were routed to can fire.
-        fired_expert = got.reshape(len(batch), E, I).any(-1)
+        fired_expert = got.reshape(len(batch), E, U).any(-1)
         assert not (fired_expert & ~routed_own.numpy()).any()
         assert (~routed_own).any()  # the check is not vacuous: some (sample, expert) pairs got no own token
 
@@ -153,7 +154,7 @@ def test_expert_granularity_and_router_bits(family):
     unit = ActivationRecorder(model, None, FingerprintConfig(threshold=0.0, levels=()))
     expert = ActivationRecorder(model, None, FingerprintConfig(threshold=0.0, levels=(), moe_granularity="expert"))
     routed = ActivationRecorder(model, None, FingerprintConfig(threshold=0.0, levels=(), router_bits=True))
-    assert expert.n_neurons == unit.n_neurons - n_moe * E * (I - 1)
+    assert expert.n_neurons == unit.n_neurons - n_moe * E * (U - 1)
     assert routed.n_neurons == unit.n_neurons + n_moe * E
     with torch.no_grad():
         u = unpack(run_batches(_Loaded(model), samples(), unit, 3)[0], unit.n_neurons)
@@ -163,9 +164,85 @@ def test_expert_granularity_and_router_bits(family):
         if not isinstance(su.site, ExpertsSite):
             assert np.array_equal(u[:, su.start : su.stop], x[:, sx.start : sx.stop])
             continue
-        by_unit = u[:, su.start : su.stop].reshape(3, E, I).any(-1)
+        by_unit = u[:, su.start : su.stop].reshape(3, E, U).any(-1)
         # An expert fires when any of its units fires; router bits mark experts given own tokens.
         assert np.array_equal(x[:, sx.start : sx.stop], by_unit)
         router_bits = r[:, sr.router_start : sr.stop]
         assert np.array_equal(r[:, sr.start : sr.router_start], u[:, su.start : su.stop])
         assert router_bits.any() and not (by_unit & ~router_bits).any()
+
+
+def test_recording_leaves_the_moe_blocks_output_unchanged():
+    model = make_model("qwen2_moe")
+    batch = make_batch(samples(), pad_id=0)
+    base = model.base_model
+
+    def hidden():
+        with torch.no_grad():
+            return base(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
+
+    plain = hidden()
+    recorder = ActivationRecorder(model, None, FingerprintConfig())
+    recorder.stop_early = False
+    recorder.own, recorder.fired = batch.own, torch.zeros((3, 3, recorder.n_neurons), dtype=torch.bool)
+    with recorder:
+        recorded = hidden()
+    assert torch.allclose(plain, recorded, atol=1e-5)
+    assert "forward" not in vars(recorder.slots[0].site.module)  # the class's forward is back
+
+
+# ---------------------------------------------------------------- saved folders, end to end
+
+
+@pytest.fixture(scope="module")
+def bundled_tokenizer():
+    from transformers import AutoTokenizer
+
+    from mads_core.model.models import bundled_model_dir
+
+    return AutoTokenizer.from_pretrained(bundled_model_dir())
+
+
+def save_family(family: str, folder, tokenizer):
+    """A tiny model of ``family`` saved next to the bundled tokenizer, as a user's model folder."""
+    make_model(family).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.mark.model
+def test_saved_moe_folder_end_to_end_and_negative_layers_share_the_key(bundled_tokenizer, six_pairs, tmp_path):
+    from conftest import make_dataset
+
+    from mads_core.config import ModelSpec
+    from mads_core.model.fingerprint import fingerprint_dataset
+
+    spec = ModelSpec(name=save_family("qwen3_moe", tmp_path / "qwen3-moe-tiny", bundled_tokenizer), device="cpu")
+    ds = make_dataset(six_pairs)
+    cache = tmp_path / "c"
+    full = fingerprint_dataset(ds, spec, FingerprintConfig(threshold=0.0, levels=()), cache=cache)
+    assert full.n_neurons == EXPECTED_D["qwen3_moe"] and full.fired_per_sample().min() > 0
+    last = fingerprint_dataset(ds, spec, FingerprintConfig(threshold=0.0, levels=(), layers=(-1,)), cache=cache)
+    two = fingerprint_dataset(ds, spec, FingerprintConfig(threshold=0.0, levels=(), layers=(2,)), cache=cache)
+    assert last.key == two.key and two.cache_hit and last.layers == (2,)
+    assert np.array_equal(unpack(last.bits, last.n_neurons), unpack(full.bits, full.n_neurons)[:, 2 * E * U :])
+
+
+@pytest.mark.model
+def test_unhookable_model_is_refused_before_its_weights_load(bundled_tokenizer, six_pairs, tmp_path, monkeypatch):
+    from conftest import make_dataset
+
+    from mads_core.config import ModelSpec
+    from mads_core.model import fingerprint
+    from mads_core.model.fingerprint import FingerprintError
+
+    def no_load(spec):
+        raise AssertionError("weights were loaded")
+
+    monkeypatch.setattr(fingerprint, "load_model", no_load)
+    spec = ModelSpec(name=save_family("bart", tmp_path / "bart-tiny", bundled_tokenizer), device="cpu")
+    with pytest.raises(FingerprintError, match="encoder-decoder"):
+        fingerprint.fingerprint_dataset(make_dataset(six_pairs), spec, cache=tmp_path / "c")
+    spec = ModelSpec(name=save_family("llama", tmp_path / "llama-tiny", bundled_tokenizer), device="cpu")
+    with pytest.raises(FingerprintError, match="out of range: the model has 3 layers"):
+        fingerprint.fingerprint_dataset(make_dataset(six_pairs), spec, FingerprintConfig(layers=(5,)), cache=tmp_path)

@@ -17,11 +17,13 @@ running min-distance vector) instead of recomputing each budget from scratch.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from mads_core.select.farthest import DenseSpace
 from mads_core.select.greedy import Selection, resolve_budget
 
 _CHUNK = 4096
@@ -104,15 +106,18 @@ def _per_layer(sub: np.ndarray, whole: np.ndarray, offsets: Sequence[int]) -> np
 
 
 def _coverage_prefix_counts(bits: np.ndarray, ranking: np.ndarray, upto: int) -> np.ndarray:
-    """covered[i] = neurons fired by ranking[:i + 1]; a running OR, O(upto * W)."""
+    """covered[i] = neurons fired by ranking[:i + 1]; a running OR in blocks of rows, O(upto * W)."""
+    order = np.asarray(ranking[:upto], dtype=np.int64)
+    counts = np.empty(len(order), dtype=np.int64)
     acc = np.zeros(bits.shape[1], dtype=np.uint64)
-    counts = np.empty(upto, dtype=np.int64)
-    total = 0
-    for i in range(upto):
-        row = np.asarray(bits[int(ranking[i])])
-        total += _popcount(row & ~acc)
-        acc |= row
-        counts[i] = total
+    for s in range(0, len(order), 1024):
+        part = order[s:s + 1024]
+        sort = np.argsort(part, kind="stable")
+        rows = np.empty((len(part), bits.shape[1]), dtype=np.uint64)
+        rows[sort] = np.asarray(bits[part[sort]])  # ascending reads (memmaps), rows back in pick order
+        running = np.bitwise_or.accumulate(rows, axis=0) | acc
+        counts[s:s + len(part)] = np.bitwise_count(running).sum(axis=1, dtype=np.int64)
+        acc = running[-1]
     return counts
 
 
@@ -138,7 +143,11 @@ def coverage_curves(
     rows = []
     for name, sel in selections.items():
         upto = min(max(ks, default=0), len(sel.ranking))
-        counts = _coverage_prefix_counts(bits, sel.ranking, upto)
+        known = sel.neurons_covered
+        if known is not None and len(known) >= upto and sel.n == n:
+            counts = np.asarray(known[:upto], dtype=np.int64)  # recorded by the method (MADS)
+        else:
+            counts = _coverage_prefix_counts(bits, sel.ranking, upto)
         for k in ks:
             used = min(k, len(sel.ranking))
             cov = int(counts[used - 1]) if used else 0
@@ -159,35 +168,60 @@ def _with_budget_column(rows: list[dict[str, Any]], budgets: list[int | float]) 
 # ----------------------------------------------------------- text diversity
 
 
-def _diversity_curve(
-    unit: np.ndarray, ranking: np.ndarray, ks: Sequence[int]
-) -> tuple[np.ndarray, np.ndarray]:
-    """(mean NN cosine distance within the subset, k-center radius) at each k in ``ks``.
+@dataclass(frozen=True)
+class DiversityCurves:
+    """Text spread of every prefix of one ranking (cosine distance = 1 - cos of embeddings).
 
-    Walks the ranking in blocks: new picks update the NN distance of earlier
-    picks and the min distance of every sample. Cost O(N * K * d) once, not per k.
+    ``mean_nn[i]``: mean over the first i + 1 picks of the distance to the nearest other
+    pick (NaN for i = 0); ``radius[i]``: largest distance of any sample to its nearest pick
+    among the first i + 1. Both float64 (K,). Read a budget k as ``[k - 1]``.
     """
-    kmax = max(ks, default=0)
-    stops = sorted({0, *ks, *range(0, kmax, 512)})
-    sel = np.asarray(ranking[:kmax], dtype=np.int64)
-    nn = np.full(kmax, np.inf)
-    mind = np.full(unit.shape[0], np.inf)
-    mean_nn, radius = {0: np.nan}, {0: np.nan}
-    for a, b in zip(stops[:-1], stops[1:], strict=True):
-        new = unit[sel[a:b]]
-        d = np.clip(1.0 - unit[sel[:b]] @ new.T, 0.0, 2.0).astype(np.float64)
-        d[np.arange(a, b), np.arange(b - a)] = np.inf  # not its own neighbour
-        nn[:a] = np.minimum(nn[:a], d[:a].min(axis=1)) if a else nn[:a]
-        nn[a:b] = d.min(axis=0)
-        for s in range(0, unit.shape[0], _CHUNK):
-            blk = np.clip(1.0 - unit[s:s + _CHUNK] @ new.T, 0.0, 2.0)
-            np.minimum(mind[s:s + _CHUNK], blk.min(axis=1), out=mind[s:s + _CHUNK])
-        mean_nn[b] = float(nn[:b].mean()) if b >= 2 else np.nan
-        radius[b] = float(mind.max())
-    return np.array([mean_nn[k] for k in ks]), np.array([radius[k] for k in ks])
+
+    mean_nn: np.ndarray
+    radius: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.radius.shape[0])
+
+    def at(self, k: int) -> tuple[float, float]:
+        """(mean_nn, radius) of the first ``k`` picks (NaN, NaN for k = 0)."""
+        if k <= 0:
+            return float("nan"), float("nan")
+        if k > len(self):
+            raise ValueError(f"curves hold {len(self)} prefixes, asked for k = {k}")
+        return float(self.mean_nn[k - 1]), float(self.radius[k - 1])
 
 
-def text_diversity(emb: np.ndarray, idx: Sequence[int] | np.ndarray) -> dict[str, float]:
+def text_space(emb: np.ndarray) -> DenseSpace:
+    """The structure every text-spread curve of these embeddings is read from, built once.
+
+    emb: (N, d) float embeddings; rows are scaled to unit length (all-zero rows stay zero,
+    cosine distance 1 to everything). Building it costs an SVD of at most 8,192 rows and an
+    (N, 64) float32 projection (see :mod:`mads_core.select.farthest`); keep it while the
+    embeddings are in use.
+    """
+    return DenseSpace(_unit(emb), "cosine")
+
+
+def diversity_curves(
+    emb_or_space: np.ndarray | DenseSpace, ranking: Sequence[int] | np.ndarray, upto: int | None = None
+) -> DiversityCurves:
+    """Mean nearest-pick distance and k-center radius of every prefix of ``ranking`` (up to ``upto``).
+
+    One pass along the ranking: each pick updates every sample's distance to its nearest
+    pick, exactly, with the pruned kernel of :class:`mads_core.select.farthest.DenseSpace`
+    (a pick only measures the samples a projection bound cannot rule out). Pass a
+    :func:`text_space` to reuse it across rankings.
+    """
+    space = emb_or_space if isinstance(emb_or_space, DenseSpace) else text_space(emb_or_space)
+    order = _as_index(ranking)
+    if upto is not None:
+        order = order[:upto]
+    mean_nn, radius = space.prefix_curves(order)
+    return DiversityCurves(mean_nn, radius)
+
+
+def text_diversity(emb: np.ndarray | DenseSpace, idx: Sequence[int] | np.ndarray) -> dict[str, float]:
     """Spread of the subset ``idx`` in embedding space (cosine distance = 1 - cos).
 
     ``mean_nn_distance``: mean over picks of the distance to the nearest other
@@ -195,8 +229,8 @@ def text_diversity(emb: np.ndarray, idx: Sequence[int] | np.ndarray) -> dict[str
     distance to the nearest pick (NaN for no picks). Higher spread, lower radius = more diverse.
     """
     idx = _as_index(idx)
-    mean_nn, radius = _diversity_curve(_unit(emb), idx, [len(idx)])
-    return {"mean_nn_distance": float(mean_nn[0]), "radius": float(radius[0])}
+    mean_nn, radius = diversity_curves(emb, idx).at(len(idx))
+    return {"mean_nn_distance": mean_nn, "radius": radius}
 
 
 # ------------------------------------------------------- categories, length
@@ -275,32 +309,47 @@ def metrics_table(
     budgets: Sequence[int | float],
     bits: np.ndarray | None = None,
     n_neurons: int | None = None,
-    emb: np.ndarray | None = None,
+    emb: np.ndarray | DenseSpace | None = None,
     categories: Sequence[str | None] | None = None,
     lengths: Sequence[float] | np.ndarray | None = None,
+    diversity: Mapping[str, DiversityCurves] | None = None,
 ) -> pd.DataFrame:
     """One row per method x budget with every metric whose input is given.
 
     Always: method, budget, k, k_used. With ``bits`` + ``n_neurons``: covered,
-    coverable, coverage, coverage_all. With ``emb``: mean_nn_distance, radius.
-    With ``categories``: category columns. With ``lengths``: len_* columns.
+    coverable, coverage, coverage_all. With ``emb`` (embeddings or a :func:`text_space`)
+    or ``diversity``: mean_nn_distance, radius. With ``categories``: category columns.
+    With ``lengths``: len_* columns.
+
+    ``diversity`` maps a method to its precomputed :func:`diversity_curves` (at least as
+    long as the largest budget): its text columns are then read, not computed, so a
+    table at a new budget costs no distance at all. Methods missing from it are measured
+    from ``emb``.
     """
-    n = _pool_size(selections, bits, emb, categories, lengths)
+    size_of = emb.n if isinstance(emb, DenseSpace) else emb
+    n = _pool_size(selections, bits, size_of, categories, lengths)
     ks = _resolved(budgets, n)
     cov = coverage_curves(selections, bits, n_neurons, budgets) if bits is not None and n_neurons else None
-    unit = _unit(emb) if emb is not None else None
+    space = None
     rows, given = [], []
     for m, (name, sel) in enumerate(selections.items()):
         used = [min(k, len(sel.ranking)) for k in ks]
-        div = _diversity_curve(unit, sel.ranking, used) if unit is not None else None
+        curves = (diversity or {}).get(name)
+        if curves is not None and len(curves) < max(used, default=0):
+            curves = None
+        if curves is None and emb is not None:
+            if space is None:
+                space = emb if isinstance(emb, DenseSpace) else text_space(emb)
+            curves = diversity_curves(space, sel.ranking, max(used, default=0))
         for j, (b, k) in enumerate(zip(budgets, ks, strict=True)):
             idx = np.asarray(sel.ranking[:used[j]], dtype=np.int64)
             row: dict[str, Any] = {"method": name, "k": k, "k_used": used[j]}
             if cov is not None:
                 rec = cov.iloc[m * len(budgets) + j]
                 row |= {c: rec[c] for c in ("covered", "coverable", "coverage", "coverage_all")}
-            if div is not None:
-                row |= {"mean_nn_distance": float(div[0][j]), "radius": float(div[1][j])}
+            if curves is not None:
+                mean_nn, radius = curves.at(used[j])
+                row |= {"mean_nn_distance": mean_nn, "radius": radius}
             if categories is not None:
                 row |= category_stats(categories, idx)
             if lengths is not None:

@@ -252,6 +252,23 @@ def records_bytes(
     raise ValueError(f"unknown container {container!r}")
 
 
+def merge_instances(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Self-Instruct: picks of one seed task (records equal but for ``instances``) become one record again.
+
+    Each sample's record holds only its own instance; the exported record holds the
+    picked instances in rank order, at the rank of its first pick, every other field as it was.
+    """
+    groups: dict[str, dict[str, Any]] = {}
+    for r in records:
+        key = json.dumps({k: v for k, v in r.items() if k != "instances"}, sort_keys=True, ensure_ascii=False,
+                         default=repr)
+        if key in groups:
+            groups[key]["instances"] = [*groups[key]["instances"], *r.get("instances", [])]
+        else:
+            groups[key] = dict(r)
+    return list(groups.values())
+
+
 def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to a temp file next to ``path``, fsync, then rename it over ``path``."""
     path = Path(path)
@@ -343,6 +360,8 @@ def export_selection(
                          f"{len(selection.ranking)}")
     data_path, container = resolve_output(out_path, dataset.format, getattr(dataset, "container", ""))
     records = [dataset.records[int(i)] for i in selection.ranking[:k]]
+    if dataset.format == "self_instruct":
+        records = merge_instances(records)
     data = records_bytes(records, container, dataset.format)
     write_atomic(data_path, data)
     manifest = build_manifest(dataset, selection, budget, k, data_path.name, hashlib.sha256(data).hexdigest(),

@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -286,7 +287,8 @@ def _open_hf(path: Path) -> Opened:
             if not any(p.suffix in _SHARD_SUFFIXES for p in path.rglob("*") if p.is_file()):
                 raise DataError(str(path), None, None, "is a folder without data files (.parquet, .arrow, .json, "
                                 ".jsonl, .csv) and not a datasets save_to_disk folder")
-            loaded = datasets.load_dataset(str(path))
+            with tempfile.TemporaryDirectory(prefix="mads-hf-") as tmp:  # no cache left behind
+                loaded = datasets.load_dataset(str(path), cache_dir=tmp, keep_in_memory=True)
             how = "datasets.load_dataset"
     except DataError:
         raise

@@ -150,7 +150,7 @@ def render_pieces(tokenizer: Any, turns: Sequence[Any], config: FingerprintConfi
             pieces.append(Piece(t.text, j, t.own))
         return pieces
     if not getattr(tokenizer, "chat_template", None):
-        raise FingerprintError("the model's tokenizer has no chat template; use template='plain'")
+        raise FingerprintError("the model's tokenizer has no chat template; use --template plain")
     messages, owners, tools = _messages(turns, config, supports_tools(tokenizer))
     pieces = []
     before = ""

@@ -116,6 +116,8 @@ class _RowDistance:
         if metric == "cosine":
             X = _unit_rows(X, self.sq)
             self.sq = (self.sq > 0).astype(np.float64)
+        if self.sparse:
+            X.sort_indices()  # fixes the order in which a row's products are summed
         self.X = X
         self._xt: sp.csr_matrix | None = None
 
@@ -223,8 +225,9 @@ def kcenter_reference(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Brute-force farthest-first (every distance of every pick, numpy): (ranking, gains, radius).
 
-    The reference :func:`kcenter_greedy` is tested against; O(N) numpy work per pick.
-    Distances are the float64 products of the (unit, for cosine) rows.
+    The reference :func:`kcenter_greedy` is tested against; O(N) numpy work per pick,
+    no pruning. Distances are float64 sums of the (unit, for cosine) rows' products in the
+    kernels' summation order, so the two agree to the last bit and ties are real ties.
     """
     n = X.shape[0]
     k = resolve_budget(budget, n)
@@ -241,8 +244,19 @@ def kcenter_reference(
         x64 = np.asarray(rd.X, dtype=np.float64)
 
         def row(j: int) -> np.ndarray:
-            return _dist_from_dots(x64 @ x64[j], rd, j)
+            return _dist_from_dots(_ordered_dots(x64, j), rd, j)
     return _farthest_first(n, k, first, row)
+
+
+def _ordered_dots(x64: np.ndarray, j: int) -> np.ndarray:
+    """Row dot products summed in the dense kernel's order: 4 interleaved sequential sums."""
+    prod = x64 * x64[j]
+    d = prod.shape[1]
+    d4 = d - d % 4
+    lanes = [np.cumsum(prod[:, lane:d4:4], axis=1)[:, -1] if d4 else np.zeros(len(prod)) for lane in range(4)]
+    for t in range(d4, d):
+        lanes[0] = lanes[0] + prod[:, t]
+    return (lanes[0] + lanes[1]) + (lanes[2] + lanes[3])
 
 
 def _dist_from_dots(dots: np.ndarray, rd: _RowDistance, j: int) -> np.ndarray:

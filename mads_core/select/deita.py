@@ -44,7 +44,7 @@ def score_column(dataset: Dataset, name: str) -> np.ndarray:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value))
         if not ok:
             what = "missing" if value is None else f"not a finite number ({value!r})"
-            raise DataError(f"{dataset.name}: record {i} (id {dataset.ids[i]!r}): score field {name!r} is {what}")
+            raise DataError(dataset.name, i, name, f"score of sample id {dataset.ids[i]!r} is {what}")
         out[i] = float(value)
     return out
 

@@ -17,7 +17,7 @@ entries per row, so the graph holds N * n_neighbors entries at 12 bytes (float64
 + int32 column): 52,000 x 20 -> 12 MiB (+ the embeddings, 52,000 x 384 float32 = 76 MiB).
 
 Optimiser: apricot-select's ``FacilityLocationSelection`` (Schreiber et al., JMLR 2020)
-on the precomputed sparse graph with its ``lazy`` (exact lazy greedy) optimiser. It was
+on the precomputed sparse graph with its ``lazy`` (exact lazy greedy) optimiser (exact ties in apricot's own, deterministic order). It was
 measured against submodlib's ``FacilityLocationFunction`` (sparse mode, LazyGreedy) in
 ``bench/select.py --peers-52k``; see README "Methods".
 """

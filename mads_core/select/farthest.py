@@ -59,6 +59,14 @@ def prune_basis(x: np.ndarray, dims: int = PRUNE_DIMS, fit_rows: int = PRUNE_FIT
     return np.ascontiguousarray(basis)
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _distance(dot, sq_p, sq_j, cosine):
+    """Cosine ``clip(1 - dot, 0, 2)`` of unit rows, or euclidean from squared norms and the dot."""
+    if cosine:
+        return min(max(1.0 - dot, 0.0), 2.0)
+    return np.sqrt(max(sq_p - 2.0 * dot + sq_j, 0.0))
+
+
 @numba.njit(cache=True, nogil=True)
 def _walk_dense(x, z, sq, cosine, margin, follow, order, start, k, ranking, gains, radius, mean_nn, stats):
     """Farthest-first (``follow`` False) or a given ``order``: see :class:`DenseSpace`."""
@@ -125,11 +133,7 @@ def _walk_dense(x, z, sq, cosine, margin, follow, order, start, k, ranking, gain
                     a3 += x[p, t + 3] * xj[t + 3]
                 for t in range(d4, d):
                     a0 += x[p, t] * xj[t]
-                dot = (a0 + a1) + (a2 + a3)
-                if cosine:
-                    dist = min(max(1.0 - dot, 0.0), 2.0)
-                else:
-                    dist = np.sqrt(max(sq[p] - 2.0 * dot + sqj, 0.0))
+                dist = _distance((a0 + a1) + (a2 + a3), sq[p], sqj, cosine)
                 if dist < m:
                     if picked[p]:
                         if m < np.inf:
@@ -156,55 +160,122 @@ def _walk_dense(x, z, sq, cosine, margin, follow, order, start, k, ranking, gain
 
 
 @numba.njit(cache=True, nogil=True)
-def _walk_sparse(indptr, indices, data, t_indptr, t_indices, t_data, sq, cosine, start, k, ranking, gains, radius):
-    """Farthest-first over CSR rows; dot products from the postings of the pick's columns."""
+def _walk_sparse(indptr, indices, data, t_indptr, t_indices, t_data, max_w, sq, cosine, nonneg, start, k,
+                 ranking, gains, radius, stats):
+    """Farthest-first over CSR rows; dot products from the postings of the pick's columns.
+
+    With non-negative data (TF-IDF), a pick's most common columns are skipped when the most
+    they can add to any dot product (pick weight x the column's largest weight, summed)
+    cannot bring a row closer than the current radius: only rows sharing one of its other
+    columns are measured, by their own row (same products, same ascending column order).
+    """
     n = indptr.shape[0] - 1
+    n_cols = t_indptr.shape[0] - 1
     val = np.full(n, np.inf)
     picked = np.zeros(n, dtype=np.bool_)
     acc = np.zeros(n, dtype=np.float64)
     mark = np.zeros(n, dtype=np.bool_)
     touched = np.empty(n, dtype=np.int64)
+    dense_j = np.zeros(n_cols, dtype=np.float64)
+    min_sq = sq.min() if n else 0.0
+    n_exact = 0
     j = start
     for i in range(k):
         ranking[i] = j
         gains[i] = val[j] if i > 0 else np.nan
         picked[j] = True
-        n_touched = 0
-        for q in range(indptr[j], indptr[j + 1]):
-            col = indices[q]
-            v = np.float64(data[q])
-            for s in range(t_indptr[col], t_indptr[col + 1]):
-                p = t_indices[s]
-                if not mark[p]:
-                    mark[p] = True
-                    touched[n_touched] = p
-                    n_touched += 1
-                acc[p] += v * t_data[s]
+        lo, hi = indptr[j], indptr[j + 1]
         sqj = sq[j]
-        best = -1.0
-        nxt = -1
-        rad = 0.0
-        for p in range(n):
-            dot = acc[p]
-            if cosine:
-                dist = min(max(1.0 - dot, 0.0), 2.0)
-            else:
-                dist = np.sqrt(max(sq[p] - 2.0 * dot + sqj, 0.0))
-            if not picked[p]:
-                if dist < val[p]:
-                    val[p] = dist
-                m = val[p]
-                if m > rad:
-                    rad = m
-                if m > best:
-                    best = m
-                    nxt = p
+        n_touched = 0
+        if i > 0 and nonneg:
+            rad_now = val[j]
+            # rows whose dot product with the pick is at most thr cannot get closer than the radius
+            thr = 1.0 - rad_now if cosine else 0.5 * (min_sq + sqj - rad_now * rad_now)
+            thr -= 1e-9 * (1.0 + abs(thr))
+            df = np.empty(hi - lo, dtype=np.int64)
+            for q in range(lo, hi):
+                df[q - lo] = t_indptr[indices[q] + 1] - t_indptr[indices[q]]
+            skip = np.zeros(hi - lo, dtype=np.bool_)
+            ub = 0.0
+            for u in np.argsort(-df, kind="mergesort"):
+                add = np.float64(data[lo + u]) * max_w[indices[lo + u]]
+                if ub + add <= thr:
+                    ub += add
+                    skip[u] = True
+            for q in range(lo, hi):
+                dense_j[indices[q]] = data[q]
+                if skip[q - lo]:
+                    continue
+                col = indices[q]
+                for s in range(t_indptr[col], t_indptr[col + 1]):
+                    p = t_indices[s]
+                    if not mark[p]:
+                        mark[p] = True
+                        touched[n_touched] = p
+                        n_touched += 1
+            for s in range(n_touched):
+                p = touched[s]
+                if picked[p]:
+                    continue
+                dot = 0.0
+                for q in range(indptr[p], indptr[p + 1]):
+                    w = dense_j[indices[q]]
+                    if w != 0.0:
+                        dot += w * data[q]
+                acc[p] = dot
+            n_exact += n_touched
+            for q in range(lo, hi):
+                dense_j[indices[q]] = 0.0
+            best = -1.0
+            nxt = -1
+            rad = 0.0
+            for s in range(n_touched):
+                p = touched[s]
+                if not picked[p]:
+                    dist = _distance(acc[p], sq[p], sqj, cosine)
+                    if dist < val[p]:
+                        val[p] = dist
+            for p in range(n):
+                if not picked[p]:
+                    m = val[p]
+                    if m > rad:
+                        rad = m
+                    if m > best:
+                        best = m
+                        nxt = p
+        else:
+            for q in range(lo, hi):
+                col = indices[q]
+                v = np.float64(data[q])
+                for s in range(t_indptr[col], t_indptr[col + 1]):
+                    p = t_indices[s]
+                    if not mark[p]:
+                        mark[p] = True
+                        touched[n_touched] = p
+                        n_touched += 1
+                    acc[p] += v * t_data[s]
+            n_exact += n
+            best = -1.0
+            nxt = -1
+            rad = 0.0
+            for p in range(n):
+                dist = _distance(acc[p], sq[p], sqj, cosine)
+                if not picked[p]:
+                    if dist < val[p]:
+                        val[p] = dist
+                    m = val[p]
+                    if m > rad:
+                        rad = m
+                    if m > best:
+                        best = m
+                        nxt = p
         for s in range(n_touched):
             p = touched[s]
             acc[p] = 0.0
             mark[p] = False
         radius[i] = rad
         j = nxt
+    stats[0] = n_exact
 
 
 class DenseSpace:
@@ -281,13 +352,20 @@ class SparseSpace:
         self.t = sp.csr_matrix(x.T)  # postings: for each column, its rows in ascending order
         self.t.sort_indices()
         self.sq = np.asarray(x.multiply(x).sum(axis=1), dtype=np.float64).ravel()
+        self.nonneg = bool(x.nnz == 0 or x.data.min() >= 0)
+        self.max_w = np.zeros(x.shape[1], dtype=np.float64)  # largest weight of each column
+        if x.nnz:
+            np.maximum.at(self.max_w, x.indices, np.abs(x.data).astype(np.float64))
+        self.exact_distances = 0
 
     def farthest_first(self, k: int, start: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(ranking, gains, radius) as :meth:`DenseSpace.farthest_first`."""
         ranking = np.empty(k, dtype=np.int64)
         gains, radius = np.empty(k, dtype=np.float64), np.empty(k, dtype=np.float64)
         x, t = self.x, self.t
-        _walk_sparse(x.indptr.astype(np.int64), x.indices.astype(np.int64), x.data,
-                     t.indptr.astype(np.int64), t.indices.astype(np.int64), t.data.astype(np.float64), self.sq,
-                     self.metric == "cosine", int(start), int(k), ranking, gains, radius)
+        stats = np.zeros(1, dtype=np.int64)
+        _walk_sparse(x.indptr.astype(np.int64), x.indices.astype(np.int64), x.data.astype(np.float64),
+                     t.indptr.astype(np.int64), t.indices.astype(np.int64), t.data.astype(np.float64), self.max_w,
+                     self.sq, self.metric == "cosine", self.nonneg, int(start), int(k), ranking, gains, radius, stats)
+        self.exact_distances = int(stats[0])
         return ranking, gains, radius

@@ -42,7 +42,7 @@ else:
                                   response_column=s.data.response_column, category_column=s.data.category_column)
     st.info(f"**{s.data.display_name}** — {detection.describe()}  \nFields of the first record: "
             + ", ".join(f"`{f}`" for f in detection.fields), icon=":material/data_object:")
-if report.n_skipped or report.n_duplicates:
+if not report.is_clean():  # skipped, duplicates, same model text, notes (e.g. preference pairs)
     st.warning(f"Loader report — {report.summary(first=3)}".replace("\n", "  \n"), icon=":material/report:")
     with st.expander(f"All {report.n_skipped + report.n_duplicates:,} reasons"):
         st.dataframe(pd.DataFrame({"kind": ["skipped"] * report.n_skipped + ["duplicate"] * report.n_duplicates,

@@ -44,6 +44,7 @@ INSPECT_ROW = state.INSPECT_ROW
 LINKED = "linked_rows"
 STOPPED = "fingerprint_stopped"
 GOTO_INSPECT = "_goto_inspect"
+RUNNING = "_fingerprinting"
 APP_RAN = "_app_ran"
 DEEP_LINK = "_deep_link"
 ROOT = Path(__file__).resolve().parents[1]
@@ -227,6 +228,7 @@ def compute_fingerprints(ds: Dataset, s: session.AppSettings, force_own: bool = 
     from mads_core.model.fingerprint import fingerprint_dataset
 
     st.session_state[STOPPED] = False
+    st.session_state[RUNNING] = _fp_key(ds, s)  # still set next run = this run was cut short (Stop, rerun)
     n, batch = len(ds), s.fingerprint.batch_size
     holder = st.empty()
     with holder.status(f"Computing fingerprints of {n:,} samples…", expanded=True) as status:
@@ -256,6 +258,7 @@ def compute_fingerprints(ds: Dataset, s: session.AppSettings, force_own: bool = 
             fp = fingerprint_dataset(ds, s.model, s.fingerprint, progress=progress, loaded=loaded)
     holder.empty()  # a finished box does not stay on the page; the toast says it is done
     st.toast(f"Fingerprints computed in {_duration(time.perf_counter() - start)}", icon=":material/check_circle:")
+    st.session_state.pop(RUNNING, None)
     return fp if force_own else (cached_fingerprints(ds, s) or fp)
 
 
@@ -281,6 +284,9 @@ def ensure_fingerprints(ds: Dataset, s: session.AppSettings, auto: bool = True) 
     fp = cached_fingerprints(ds, s)
     if fp is not None:
         return fp
+    if st.session_state.pop(RUNNING, None) == _fp_key(ds, s):
+        # The last run was cut short (Streamlit's own Stop, or a rerun): wait for the user, as after our Stop.
+        st.session_state[STOPPED] = True
     if st.session_state.get(STOPPED):
         kept = chunks_kept(ds, s)
         st.warning(f"Fingerprinting was stopped; {kept} finished chunk(s) are kept in the cache.",
@@ -517,6 +523,7 @@ def budget_control(n: int, key_prefix: str) -> int:
     note = f" (budgets above {100 * session.LARGE_MAX_FRACTION:.0f}% are not offered for N > " \
            f"{session.LARGE_N:,})" if kmax < n else ""
     st.caption(f"k = **{k:,}** of N = {n:,} samples ({100.0 * k / n:.1f}%){note}")
+    state.write_url()  # budget-dependent views are fragments: app.py does not run on their reruns
     return k
 
 

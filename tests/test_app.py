@@ -26,6 +26,7 @@ from mads_core.analysis import metrics
 from mads_core.cli import build_parser, fingerprint_config_from_args, select_config_from_args
 from mads_core.config import FingerprintConfig, ModelSpec, SelectConfig
 from mads_core.select.bitops import pack_bits
+from mads_core.select.greedy import resolve_budget
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 420  # first Compare run in a fresh process compiles UMAP (~30 s on 2 busy cores)
@@ -83,6 +84,14 @@ def start(state: dict | None = None, **params) -> AppTest:
 def w(name: str, slot: str = "") -> str:
     """The widget key of an app setting (``pages/_state.bound``)."""
     return f"w:{name}" + (f":{slot}" if slot else "")
+
+
+def plain_methods() -> list[str]:
+    """Every method that needs no input beyond the data, fingerprints and embeddings (no target set, no
+    IFD model run): the ones Compare computes on the demo as it stands."""
+    from mads_core.pipeline import method_requirements
+
+    return [m for m in session.METHODS if method_requirements(m) <= {"n", "dataset", "bits", "embeddings"}]
 
 
 def share(k: int, n: int) -> float:
@@ -228,9 +237,9 @@ def test_compare_draws_mads_and_baselines_and_the_budget_is_a_prefix(demo):
 def test_compare_with_every_method_and_tuned_mads(demo):
     ds, fp, emb = demo
     at = page(start({"budget.share": share(50, len(ds))}), "2_Compare")
-    at.multiselect(key=w("compare.methods")).set_value(list(session.METHODS)).run()
+    at.multiselect(key=w("compare.methods")).set_value(plain_methods()).run()
     clean(at)
-    assert len(at.dataframe[0].value) == len(session.METHODS)
+    assert len(at.dataframe[0].value) == len(plain_methods())
     at.number_input(key=w("mads.min_support")).set_value(3).run()
     clean(at)
     assert at.session_state["select_config"] == SelectConfig(min_support=3)
@@ -275,15 +284,15 @@ def test_a_passing_sidebar_error_resets_nothing_on_compare(demo):
     assert before["computed"] == ["MADS", "k-center fingerprints", "random"] and before["neighbours"] == 10
     config = at.session_state["select_config"]
 
-    at.sidebar.radio(key=w("data.source")).set_value("Upload a file").run()
+    at.radio(key=w("data.source")).set_value("Upload a file").run()
     assert "upload a file" in texts(at.sidebar.error) and "Settings problem" in texts(at.error)
-    at.sidebar.radio(key=w("data.source")).set_value("Bundled demo").run()
+    at.radio(key=w("data.source")).set_value("Bundled demo").run()
     clean(at)
     assert compare_controls(at) == before and at.session_state["select_config"] == config
 
-    at.sidebar.text_input(key=w("fp.layers")).set_value("0-x").run()
+    at.text_input(key=w("fp.layers")).set_value("0-x").run()
     assert "Settings problem" in texts(at.error)
-    at.sidebar.text_input(key=w("fp.layers")).set_value("all").run()
+    at.text_input(key=w("fp.layers")).set_value("all").run()
     clean(at)
     assert compare_controls(at) == before and at.session_state["select_config"] == config
 
@@ -295,10 +304,11 @@ def test_the_budget_is_carried_as_a_share_across_datasets(demo, tmp_path):
     at = page(start({"budget.share": 0.1}), "4_Export")
     clean(at)
     assert at.session_state["budget_k"] == session.budget_from_share(0.1, len(ds)) == 72
-    at.sidebar.radio(key=w("data.source")).set_value("Local path").run()
-    at.sidebar.text_input(key=w("data.path")).set_value(str(path)).run()
-    assert at.session_state["budget.share"] == pytest.approx(0.1)
-    at.sidebar.radio(key=w("data.source")).set_value("Bundled demo").run()
+    at.radio(key=w("data.source")).set_value("Local path").run()
+    at.text_input(key=w("data.path")).set_value(str(path)).run()  # Export fingerprints the 12 samples
+    clean(at)
+    assert at.session_state["budget_k"] == 1 and at.session_state["budget.share"] == pytest.approx(0.1)
+    at.radio(key=w("data.source")).set_value("Bundled demo").run()
     clean(at)
     assert at.session_state["budget_k"] == 72 and at.session_state["budget.share"] == pytest.approx(0.1)
 
@@ -309,16 +319,18 @@ def test_compare_cli_table_equals_the_apps_metrics_for_every_method(demo, tmp_pa
     import pandas as pd
 
     ds, _, _ = demo
+    methods = plain_methods()
+    assert {"mads", "random", "kcenter-tfidf", "kcenter-embed", "kmeans-embed", "kcenter-act"} <= set(methods)
     out = tmp_path / "compare.csv"
     env = {**os.environ, "MADS_CACHE_DIR": str(isolated_cache)}
     done = subprocess.run([sys.executable, "-m", "mads_core", "compare", "--data", "demo", "--budgets",
-                           "0.05,0.1,0.15", "--out", str(out)], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=900)
+                           "0.05,0.1,0.15", "--methods", ",".join(methods), "--out", str(out)], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-2000:]
     cli = pd.read_csv(out)
-    assert set(cli["method"]) == set(session.METHODS)
-    labels = {plots_label(m): m for m in session.METHODS}
-    at = page(start({"compare.methods": list(session.METHODS)}), "2_Compare")
+    assert list(dict.fromkeys(cli["method"])) == methods
+    labels = {plots_label(m): m for m in methods}
+    at = page(start({"compare.methods": methods}), "2_Compare")
     columns = {"neuron coverage": "coverage", "text spread (mean NN cos dist)": "mean_nn_distance",
                "text radius (max dist to a pick)": "radius", "category coverage": "category_coverage",
                "tokens (mean)": "len_mean"}
@@ -493,3 +505,23 @@ def test_uploads_are_kept_by_content(tmp_path):
     c = session.save_upload("../evil.jsonl", b'{"text": "y"}\n', tmp_path)
     assert a == b and a.name == "my_data.jsonl" and a.read_bytes() == b'{"text": "x"}\n'
     assert c.parent != a.parent and c.name == "evil.jsonl" and tmp_path in c.parents
+    # the app names an upload by its own file name, never the internal cache path (also in the CLI command)
+    choice = session.DataChoice(kind="path", path=str(a), label="my data.jsonl")
+    assert choice.display_name == "my data.jsonl" and choice.cli_flags()[:2] == ["--data", "my data.jsonl"]
+    assert str(tmp_path) not in session.cli_command(choice, ModelSpec(), FingerprintConfig(), "random", 3, "o.jsonl")
+
+
+def test_budget_shares_round_like_the_cli_and_search_helpers(demo):
+    ds, _, emb = demo
+    n = len(ds)
+    assert [session.budget_from_share(b, n) for b in (0.05, 0.1, 0.15)] == [
+        resolve_budget(b, n) for b in (0.05, 0.1, 0.15)]
+    assert all(session.budget_from_share(k / n, n) == k for k in (1, 2, 30, 71, n))
+    assert session.budget_from_share(0.1, 12) == 1 and session.budget_from_share(5.0, n) == n
+    word = ds.prompt(3).split()[0]
+    hits = session.search_text(ds, word.upper())
+    assert 3 in hits and all(word.lower() in ds.display_text(int(i)).lower() for i in hits)
+    rows, sims = session.nearest_embedding(emb, 3, top=4)
+    assert 3 not in rows and list(sims) == sorted(sims, reverse=True)
+    best = np.argsort(-(emb @ emb[3]))[1]
+    assert rows[0] == best

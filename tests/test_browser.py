@@ -1,15 +1,20 @@
 """The app in a real headless Chromium: ``streamlit run app.py``, then a first-time user's path.
 
-Opens the app on the bundled demo with default settings, goes to Compare (which
-computes whatever is missing, with progress), moves the budget slider with the
-keyboard, lassoes samples in the fingerprint map (linked views), checks that the
-plotly charts render and that no exception is shown, and saves the screenshot the
-README uses (``assets/compare.png``).
+The server gets an empty cache of its own (a fresh clone after ``make``: the bundled
+model converted, nothing computed), so the first visit is served by the bundled demo
+asset; the test logs how long the first chart and the full Compare page take
+(``first_chart_s``, ``full_compare_s`` with the load average). Then, as a user would:
+an error in the sidebar that passes (switch to "Upload a file" and back; a bad layer
+spec, then fixed) must leave Compare's controls and computed methods as they were; the
+budget slider moves with the keyboard; a lasso links the two maps; a click on a map
+point opens that sample on Inspect; switching to another dataset and back keeps the
+budget as a share. Saves the screenshots the README uses (``assets/*.png``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -43,10 +48,12 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def app_url(isolated_cache):
-    """A headless ``streamlit run app.py`` on a free loopback port, sharing the test session's cache."""
+def app_url(isolated_cache, tmp_path_factory):
+    """A headless ``streamlit run app.py`` on a free loopback port with an empty cache of its own
+    (converted models stay shared, as after ``make``)."""
     port = free_port()
-    env = {**os.environ, "MADS_CACHE_DIR": str(isolated_cache), "PYTHONUNBUFFERED": "1"}
+    empty = tmp_path_factory.mktemp("browser-cache")
+    env = {**os.environ, "MADS_CACHE_DIR": str(empty), "PYTHONUNBUFFERED": "1"}
     log = open(isolated_cache / f"streamlit-{port}.log", "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
@@ -133,20 +140,100 @@ def mads_points(page) -> int:
         " return tr ? tr.x.length : -1; }")
 
 
-def test_first_time_user_reaches_compare_moves_the_budget_and_links_the_maps(app_url):
+def log(line: str) -> None:
+    """A line in the test's log (``pytest -s`` shows it live; pytest shows captured output on failure)."""
+    print(line, flush=True)
+
+
+def settle(page, quiet_s: float = 3.0, timeout: float = 300) -> None:
+    """Wait until Streamlit is not running and the page's text has not changed for ``quiet_s``."""
+    deadline = time.time() + timeout
+    last, since = None, time.time()
+    while time.time() < deadline:
+        running = page.locator('[data-testid="stStatusWidget"]').count() > 0
+        now = page.inner_text("body")
+        if running or now != last:
+            last, since = now, time.time()
+        elif time.time() - since >= quiet_s:
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"the page did not settle within {timeout:.0f} s")
+
+
+def compare_state(page) -> dict:
+    """Compare's controls as drawn, and the methods it computed (the coverage chart's curves)."""
+    page.get_by_text("Map settings (UMAP)").first.scroll_into_view_if_needed()
+    expander = page.locator('[data-testid="stExpander"]', has_text="Map settings (UMAP)").first
+    if expander.locator('input').count() == 0 or not expander.locator('input').first.is_visible():
+        page.get_by_text("Map settings (UMAP)").first.click()
+    methods = page.locator('[data-testid="stMultiSelect"]').first.locator('[data-baseweb="tag"]')
+    curves = page.evaluate("""() => {
+        const gd = [...document.querySelectorAll('.js-plotly-plot')].find(
+            g => g._fullLayout && (g._fullLayout.title.text || '').startsWith('Neuron coverage'));
+        return gd ? gd._fullData.filter(t => t.mode === 'lines').map(t => t.name) : null; }""")
+    return {
+        "methods": [methods.nth(i).inner_text() for i in range(methods.count())],
+        "neighbours": page.get_by_label("Neighbours").input_value(),
+        "min_dist": page.get_by_label("Minimum distance").input_value(),
+        "svd": page.get_by_label("SVD dims before UMAP (fingerprints; 0 = none)").input_value(),
+        "budget": budget_caption(page),
+        "computed": curves,
+    }
+
+
+def sidebar_radio(page, label: str) -> None:
+    page.get_by_test_id("stSidebar").get_by_text(label, exact=True).click()
+
+
+def test_first_time_user_reaches_compare_moves_the_budget_and_links_the_maps(app_url, tmp_path):
     with app_page(app_url, 1440, 1500) as page:
+        opened = time.time()
+        wait_until(lambda: page.locator(".js-plotly-plot").count() >= 1, 300, "the first chart")
+        first_chart = time.time() - opened
         wait_until(lambda: "Bundled demo default" in page.inner_text("body"), 120, "the demo preview")
+        assert "From the bundled demo asset" in page.inner_text("body")
         no_exception(page)
 
+        clicked = time.time()
         page.get_by_test_id("stSidebarNavItems").get_by_role("link", name="Compare").click()
         wait_until(lambda: page.locator(".js-plotly-plot").count() >= 6, FIRST_COMPARE_S,
                    "the Compare charts (maps, coverage, gains, metrics, categories)")
+        full_compare = time.time() - clicked
+        load = os.getloadavg()
+        log(f"browser timings (empty cache, demo asset): first_chart_s={first_chart:.1f} "
+            f"full_compare_s={full_compare:.1f} load_avg_1m={load[0]:.1f} load_avg_5m={load[1]:.1f} "
+            f"cores={os.cpu_count()}")
         no_exception(page)
         body = page.inner_text("body")
         for label in ("MADS", "random", "k-center TF-IDF", "k-center embeddings", "Neuron coverage vs budget"):
             assert label in body
         before = budget_caption(page)
         assert "(10.0%)" in before
+
+        # issue 13 item 2: a passing sidebar error must reset nothing
+        page.locator('[data-testid="stMultiSelect"]').first.locator('[data-baseweb="tag"]', has_text="random") \
+            .get_by_role("presentation").click()
+        settle(page)
+        controls = compare_state(page)
+        assert controls["methods"] == ["MADS", "k-center TF-IDF", "k-center embeddings"], controls
+        assert controls["computed"] == ["MADS", "k-center TF-IDF", "k-center embeddings"], controls
+        sidebar_radio(page, "Upload a file")
+        wait_until(lambda: "Settings problem" in page.inner_text("body"), 60, "the settings problem")
+        sidebar_radio(page, "Bundled demo")
+        wait_until(lambda: page.locator(".js-plotly-plot").count() >= 6, 300, "Compare again")
+        settle(page)
+        assert compare_state(page) == controls
+        page.get_by_test_id("stSidebar").get_by_text("Fingerprint settings").click()
+        layers = page.get_by_test_id("stSidebar").get_by_label("Layers")
+        layers.fill("0-x")
+        layers.press("Enter")
+        wait_until(lambda: "Settings problem" in page.inner_text("body"), 60, "the layer problem")
+        layers.fill("all")
+        layers.press("Enter")
+        wait_until(lambda: page.locator(".js-plotly-plot").count() >= 6, 300, "Compare again")
+        settle(page)
+        assert compare_state(page) == controls
+        no_exception(page)
 
         slider = page.get_by_role("slider").first
         slider.focus()
@@ -155,21 +242,17 @@ def test_first_time_user_reaches_compare_moves_the_budget_and_links_the_maps(app
         after = settled(page, before)
         k_before = int(re.search(r"k = ([\d,]+)", before).group(1).replace(",", ""))
         k_after = int(re.search(r"k = ([\d,]+)", after).group(1).replace(",", ""))
-        assert k_after > k_before
-        # the map shows exactly the current budget's picks
+        assert k_after > k_before and "(15.0%)" in after
         wait_until(lambda: mads_points(page) == k_after, 60, f"the map to show {k_after} MADS picks")
         no_exception(page)
 
-        # lasso around a MADS point of the fingerprint map: the same samples get ringed in the text map
+        # lasso (from the map's toolbar) around a MADS point of the fingerprint map: ringed in the text map
         plot = page.locator(".js-plotly-plot").first
         plot.scroll_into_view_if_needed()
         time.sleep(1)
-        xy = page.evaluate("""() => {
-            const gd = document.querySelectorAll('.js-plotly-plot')[0];
-            const tr = gd._fullData.find(t => (t.name || '').startsWith('MADS'));
-            const fl = gd._fullLayout, r = gd.getBoundingClientRect();
-            return {x: r.left + fl._size.l + fl.xaxis.l2p(tr.x[0]), y: r.top + fl._size.t + fl.yaxis.l2p(tr.y[0])};
-        }""")
+        plot.hover()
+        plot.locator('[data-title="Lasso Select"]').click()
+        xy = point_xy(page)
         r = 25
         page.mouse.move(xy["x"] - r, xy["y"] - r)
         page.mouse.down()
@@ -190,6 +273,56 @@ def test_first_time_user_reaches_compare_moves_the_budget_and_links_the_maps(app
         page.screenshot(path=str(SCREENSHOT))
         assert SCREENSHOT.stat().st_size > 20_000
 
+        # issue 13 item 1: a click on a map point opens that sample (on Inspect)
+        plot = page.locator(".js-plotly-plot").first
+        plot.scroll_into_view_if_needed()
+        plot.hover()
+        plot.locator('[data-title="Pan"]').click()  # leave the lasso: clicks select points again
+        time.sleep(1)
+        xy = point_xy(page, index=1)
+        page.mouse.click(xy["x"], xy["y"])
+        wait_until(lambda: f"Sample row {xy['row']:,}" in page.inner_text("body"), 120,
+                   f"sample row {xy['row']} to open on Inspect")
+        assert page.get_by_role("heading", name="Inspect the picks").count() == 1
+        no_exception(page)
+        settle(page)
+        page.screenshot(path=str(INSPECT_SCREENSHOT))
+
+        # issue 13 item 3: the budget is a share across datasets (15% of 12 samples, then 15% of the demo again)
+        sidebar_radio(page, "Local path")
+        path = tmp_path / "tiny.jsonl"
+        path.write_text("".join(json.dumps({"instruction": q, "input": "", "output": a}) + "\n" for q, a in TINY),
+                        encoding="utf-8")
+        box = page.get_by_test_id("stSidebar").get_by_label("Path to a records file")
+        box.fill(str(path))
+        box.press("Enter")
+        wait_until(lambda: "of N = 12 samples" in page.inner_text("body"), 600, "the 12-sample file's budget")
+        assert "k = 2 of N = 12 samples (16.7%)" in budget_caption(page)
+        sidebar_radio(page, "Bundled demo")
+        wait_until(lambda: "of N = 718 samples" in page.inner_text("body"), 300, "the demo's budget")
+        assert budget_caption(page).startswith(f"k = {k_after} of N = 718 samples (15.0%)")
+        no_exception(page)
+
+
+TINY = [("Name three primary colors.", "Red, yellow and blue."), ("What is 7 times 8?", "56."),
+        ("Translate 'cat' to French.", "Chat."), ("Write a haiku about rain.", "Soft rain taps the roof"),
+        ("Who wrote Hamlet?", "William Shakespeare."), ("Give a synonym for fast.", "Quick."),
+        ("What is the capital of Peru?", "Lima."), ("Define photosynthesis.", "Plants turning light into food."),
+        ("Convert 3 km to meters.", "3000 meters."), ("Suggest a name for a dog.", "Biscuit."),
+        ("Why is the sea salty?", "Rivers carry dissolved minerals into it."),
+        ("Spell 'necessary'.", "N-E-C-E-S-S-A-R-Y.")]
+INSPECT_SCREENSHOT = ROOT / "assets" / "inspect.png"
+
+
+def point_xy(page, index: int = 0) -> dict:
+    """Screen position and row id of the ``index``-th MADS point of the fingerprint map."""
+    return page.evaluate("""(i) => {
+        const gd = document.querySelectorAll('.js-plotly-plot')[0];
+        const tr = gd._fullData.find(t => (t.name || '').startsWith('MADS'));
+        const fl = gd._fullLayout, r = gd.getBoundingClientRect();
+        return {x: r.left + fl._size.l + fl.xaxis.l2p(tr.x[i]), y: r.top + fl._size.t + fl.yaxis.l2p(tr.y[i]),
+                row: Number(tr.customdata[i])};
+    }""", index)
 
 
 TEACH_SCREENSHOT = ROOT / "assets" / "teach.png"

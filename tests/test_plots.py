@@ -51,7 +51,9 @@ def test_projection_scatter_rest_in_grey_selection_highlighted_with_global_row_i
     names = [t.name for t in fig.data]
     assert names.index("random (2)") < names.index("MADS (2)")
     assert mads.legendrank < trace(fig, "random").legendrank
-    assert fig.layout.dragmode == "lasso"
+    # No default drag tool: Streamlit then keeps clickmode "event+select", so a click selects one point and
+    # reaches on_select (a lasso default made it "event": clicks did nothing — issue 13 item 1).
+    assert fig.layout.dragmode is None and fig.layout.clickmode is None
     assert "SVD(50) → UMAP" in fig.layout.title.text
 
 
@@ -68,6 +70,19 @@ def test_projection_scatter_thins_only_the_grey_points_and_says_so():
     assert fig.layout.meta["thinned"] is True
     unthinned = plots.projection_scatter(coords, {"mads": chosen}, title="t")
     assert "thinned" not in unthinned.layout.title.text
+
+
+def test_projection_scatter_colours_the_rest_by_a_metadata_column():
+    coords = np.arange(20, dtype=np.float32).reshape(10, 2)
+    topics = ["math", "art", "math", None, "art", "math", "art", "math", "code", "math"]
+    fig = plots.projection_scatter(coords, {"mads": np.array([0, 1])}, title="t", color_by=topics,
+                                   color_label="topic")
+    groups = {t.name: sorted(t.customdata.tolist()) for t in fig.data if t.name.startswith("topic")}
+    assert groups == {"topic: math": [2, 5, 7, 9], "topic: art": [4, 6], "topic: (none)": [3], "topic: code": [8]}
+    lengths = [5.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]
+    fig = plots.projection_scatter(coords, {"mads": np.array([0])}, title="t", color_by=lengths, color_label="len")
+    shaded = trace(fig, "not selected, by len")
+    np.testing.assert_allclose(shaded.marker.color, [lengths[i] for i in shaded.customdata])
 
 
 def test_saturation_point_is_where_the_curve_first_reaches_its_maximum():
@@ -90,6 +105,10 @@ def test_coverage_curves_all_methods_on_one_plot_with_budget_and_saturation():
     assert list(marker.x) == [3] and list(marker.y) == [100.0]
     assert any(shape.x0 == 2 for shape in fig.layout.shapes)  # the budget line
     assert any("k=2" in a.text for a in fig.layout.annotations)
+    both = plots.coverage_curves(frame, n=10, saturation=[("mads", 3, 1.0), ("random", 4, 0.8)])
+    marks = [t for t in both.data if t.name == "plain coverage saturates"]
+    assert [(list(t.x), t.marker.color) for t in marks] == [([3], plots.method_color("mads")),
+                                                            ([4], plots.method_color("random"))]
 
 
 def test_gain_per_pick_hides_zero_gains_on_the_log_axis_and_shades_filler():
@@ -129,3 +148,8 @@ def test_newly_covered_bars_and_overlap_bars():
     ov = plots.overlap_bars(4, 2, 1, "MADS", "random")
     assert [t.x[0] for t in ov.data] == [4, 2, 1]
     assert ov.layout.barmode == "stack"
+    # each method keeps its own colour (the same as on Compare's maps and curves)
+    ov = plots.overlap_bars(4, 2, 1, "random", "k-means", plots.method_color("random"),
+                            plots.method_color("kmeans-embed"))
+    assert [t.marker.color for t in ov.data] == [plots.method_color("random"), "#555",
+                                                 plots.method_color("kmeans-embed")]

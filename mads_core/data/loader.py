@@ -28,6 +28,7 @@ from mads_core.config import LOADER_FORMAT_VERSION
 from mads_core.data.formats import (
     FORMAT_NAMES,
     MESSAGE_FIELDS,
+    RESPONSE_CANDIDATES,
     RecordError,
     Turn,
     Turns,
@@ -392,6 +393,8 @@ def _detect(path: str, container: str, records: Sequence[dict[str, Any]], fmt: s
         guess_text, guess_response = guess_pair(first)
         if text_column is None:
             text_column, response_column = guess_text, response_column or guess_response
+        elif response_column is None:
+            response_column = next((c for c in RESPONSE_CANDIDATES if c in first and c != text_column), None)
         if text_column is None:
             raise DataError(path, None, None, f"table format needs text_column=...; fields are {list(first)}")
     if category_column is None and CATEGORY_FIELD in fields:

@@ -74,6 +74,16 @@ def gate_activation(module: Any, gate_up: Any) -> Any:
     return module.act_fn(gate)
 
 
+def _uses_default_gate(module: Any) -> bool:
+    """Whether ``module._apply_gate`` is transformers' default ``act_fn(gate) * up`` on [gate; up]."""
+    try:
+        from transformers.integrations.moe import _default_apply_gate
+    except ImportError:  # pragma: no cover
+        return False
+    default = getattr(type(module), "_apply_gate", None) is _default_apply_gate
+    return default and bool(getattr(module, "is_concatenated", True))
+
+
 def routed_forward(module: Any, site: str, record: RowsFn) -> Callable[..., Any]:
     """A replacement ``forward`` for a fused-experts module that records (see module doc).
 
@@ -83,6 +93,7 @@ def routed_forward(module: Any, site: str, record: RowsFn) -> Callable[..., Any]
     import torch
 
     linear = _grouped_linear_fn()
+    default_gate = _uses_default_gate(module)
 
     def forward(hidden_states: Any, top_k_index: Any, top_k_weights: Any, *args: Any, **kwargs: Any) -> Any:
         num_top_k = top_k_index.size(-1)
@@ -98,7 +109,12 @@ def routed_forward(module: Any, site: str, record: RowsFn) -> Callable[..., Any]
         if module.has_bias:
             up_bias = (module.gate_up_proj_bias if module.has_gate else module.up_proj_bias)[experts_sorted]
         h = linear(x, up, offsets, bias=up_bias, is_transposed=module.is_transposed)
-        if module.has_gate:
+        if module.has_gate and default_gate:  # act_fn(gate) * up, computed once for both sites
+            gate, up_half = h.chunk(2, dim=-1)
+            act = module.act_fn(gate)
+            product = act * up_half
+            record(product if site == "product" else act, tokens, experts_sorted)
+        elif module.has_gate:
             product = module._apply_gate(h)
             record(product if site == "product" else gate_activation(module, h), tokens, experts_sorted)
         else:
@@ -188,43 +204,73 @@ def pool_rows(
     """Pool (token, expert) activation rows per sample.
 
     act: (S, I) activations of the rows; tokens: (S,) flat token index into the (B, T)
-    batch; experts: (S,) expert of each row; own: (B, T) bool own-token mask.
+    batch; experts: (S,) expert of each row. Rows come sorted by (expert, token), as both
+    recording forwards produce them (a stable sort by expert of token-major pairs); other
+    orders are sorted here. own: (B, T) bool own-token mask.
     Returns ``(fired, routed)``: fired (P, B, E*I) bool for unit granularity (neuron
     ``e * I + u``) or (P, B, E) for expert granularity, P = ``len(config.planes)``;
     routed (B, E) bool: expert e got at least one own token of sample b. Rows of
     non-own tokens are dropped first, so an expert no own token was routed to never fires.
+    Pooling is a segment reduction over contiguous (expert, sample) runs
+    (``torch.segment_reduce``: ~30x faster on CPU than a scatter with a 2-D index).
     """
     import torch
 
     n_batch, n_tok = own.shape
-    width = act.shape[-1]
-    keep = own.reshape(-1)[tokens]
-    act, tokens, experts = act[keep], tokens[keep], experts[keep]
-    group = (tokens // n_tok) * n_experts + experts  # (S,) in [0, B * E)
     n_groups = n_batch * n_experts
-    routed = torch.zeros(n_groups, dtype=torch.bool, device=act.device)
-    routed[group] = True
     if config.rule == "topk":
-        k = min(config.top_k, width)
-        hits = torch.zeros((n_groups, width), dtype=torch.bool, device=act.device)
-        if len(group):
-            top = act.topk(k, dim=-1).indices
-            hits[group[:, None].expand_as(top), top] = True
-        fired = hits.any(-1, keepdim=True) if granularity == "expert" else hits
-        return fired.reshape(1, n_batch, -1), routed.view(n_batch, n_experts)
+        return _pool_topk(act, tokens, experts, own, n_experts, config, granularity)
+    # Key of each row: (expert, sample) group, times 2, + 1 for rows that do not count
+    # (non-own tokens, expert-parallel sentinels). Rows arrive sorted by (expert, token),
+    # so equal keys form runs: reduce each run first (no copy of the rows), keep own runs.
+    drop = ~own.reshape(-1)[tokens] | (experts >= n_experts)
+    key = (experts.clamp(max=n_experts - 1) * n_batch + tokens // n_tok) * 2 + drop.long()
+    run_keys, run_lengths = torch.unique_consecutive(key, return_counts=True)
     values = act.float()
+    reduce = "max" if config.pooling == "max" else "sum"
+    runs = torch.segment_reduce(values, reduce, lengths=run_lengths, unsafe=True)
+    counting = run_keys % 2 == 0
+    runs, group, run_lengths = runs[counting], run_keys[counting] // 2, run_lengths[counting]
+    if len(group) > 1 and bool((group[1:] < group[:-1]).any()):  # rows were not in (expert, token) order
+        order = torch.argsort(group, stable=True)
+        runs, group, run_lengths = runs[order], group[order], run_lengths[order]
+    lengths = torch.bincount(group, minlength=n_groups)
+    routed = (lengths > 0).view(n_experts, n_batch).t()  # (B, E)
     if config.pooling == "max":
-        pooled = torch.full((n_groups, width), float("-inf"), device=act.device)
-        pooled.scatter_reduce_(0, group[:, None].expand_as(values), values, "amax")
+        pooled = torch.segment_reduce(runs, "max", lengths=lengths, unsafe=True, initial=float("-inf"))
     else:
-        sums = torch.zeros((n_groups, width), device=act.device).index_add_(0, group, values)
-        counts = torch.bincount(group, minlength=n_groups).clamp(min=1)
-        pooled = (sums / counts[:, None]).masked_fill(~routed[:, None], float("-inf"))
+        sums = torch.segment_reduce(runs, "sum", lengths=lengths, unsafe=True, initial=0.0)
+        counts = torch.zeros(n_groups, device=act.device).index_add_(0, group, run_lengths.float())
+        pooled = (sums / counts.clamp(min=1)[:, None]).masked_fill((lengths == 0)[:, None], float("-inf"))
     if granularity == "expert":
         pooled = pooled.amax(-1, keepdim=True)
     thresholds = torch.tensor(config.planes, device=act.device, dtype=torch.float32)
-    fired = pooled[None] > thresholds[:, None, None]
-    return fired.reshape(len(config.planes), n_batch, -1), routed.view(n_batch, n_experts)
+    fired = _per_sample(pooled, n_experts, n_batch)[None] > thresholds[:, None, None]
+    return fired, routed
+
+
+def _per_sample(x: Any, n_experts: int, n_batch: int) -> Any:
+    """(E * B, w) expert-major rows -> (B, E * w)."""
+    return x.view(n_experts, n_batch, -1).transpose(0, 1).reshape(n_batch, -1)
+
+
+def _pool_topk(act: Any, tokens: Any, experts: Any, own: Any, n_experts: int, config: Any, granularity: str):
+    """:func:`pool_rows` for ``rule="topk"``: a unit fires when among its expert's top-k on an own token."""
+    import torch
+
+    n_batch, n_tok = own.shape
+    keep = own.reshape(-1)[tokens] & (experts < n_experts)
+    act, tokens, experts = act[keep], tokens[keep], experts[keep]
+    group = experts * n_batch + tokens // n_tok
+    n_groups = n_batch * n_experts
+    hits = torch.zeros((n_groups, act.shape[-1]), dtype=torch.bool, device=act.device)
+    if len(group):
+        top = act.topk(min(config.top_k, act.shape[-1]), dim=-1).indices
+        hits[group[:, None].expand_as(top), top] = True
+    routed = torch.bincount(group, minlength=n_groups).gt(0).view(n_experts, n_batch).t()
+    if granularity == "expert":
+        hits = hits.any(-1, keepdim=True)
+    return _per_sample(hits, n_experts, n_batch)[None], routed
 
 
 def forward_replaced(module: Any) -> bool:

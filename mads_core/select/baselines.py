@@ -226,8 +226,8 @@ def kcenter_reference(
     """Brute-force farthest-first (every distance of every pick, numpy): (ranking, gains, radius).
 
     The reference :func:`kcenter_greedy` is tested against; O(N) numpy work per pick,
-    no pruning. Distances are float64 sums of the (unit, for cosine) rows' products in the
-    kernels' summation order, so the two agree to the last bit and ties are real ties.
+    no pruning. Distances come from the (unit, for cosine) rows' products summed in the
+    kernels' order and precision, so the two agree to the last bit and ties are real ties.
     """
     n = X.shape[0]
     k = resolve_budget(budget, n)
@@ -241,22 +241,24 @@ def kcenter_reference(
             dots = (x64[j] @ xt).toarray().ravel()
             return _dist_from_dots(dots, rd, j)
     else:
-        x64 = np.asarray(rd.X, dtype=np.float64)
+        xd = np.ascontiguousarray(rd.X)
 
         def row(j: int) -> np.ndarray:
-            return _dist_from_dots(_ordered_dots(x64, j), rd, j)
+            return _dist_from_dots(_ordered_dots(xd, j), rd, j)
     return _farthest_first(n, k, first, row)
 
 
-def _ordered_dots(x64: np.ndarray, j: int) -> np.ndarray:
-    """Row dot products summed in the dense kernel's order: 4 interleaved sequential sums."""
-    prod = x64 * x64[j]
+def _ordered_dots(x: np.ndarray, j: int) -> np.ndarray:
+    """Row dot products in the dense kernel's arithmetic: ``x``'s dtype, 8 sequential lanes, pairwise."""
+    prod = x * x[j]
     d = prod.shape[1]
-    d4 = d - d % 4
-    lanes = [np.cumsum(prod[:, lane:d4:4], axis=1)[:, -1] if d4 else np.zeros(len(prod)) for lane in range(4)]
-    for t in range(d4, d):
+    d8 = d - d % 8
+    zero = np.zeros(len(prod), dtype=x.dtype)
+    lanes = [np.cumsum(prod[:, lane:d8:8], axis=1, dtype=x.dtype)[:, -1] if d8 else zero.copy() for lane in range(8)]
+    for t in range(d8, d):
         lanes[0] = lanes[0] + prod[:, t]
-    return (lanes[0] + lanes[1]) + (lanes[2] + lanes[3])
+    a = lanes
+    return (((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]))).astype(np.float64)
 
 
 def _dist_from_dots(dots: np.ndarray, rd: _RowDistance, j: int) -> np.ndarray:

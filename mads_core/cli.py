@@ -495,6 +495,10 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--methods", default=None, help=f"comma-separated subset of: {', '.join(METHODS)}")
     cmp_.add_argument("--out", default=None, help="write the metrics table as CSV")
     cmp_.set_defaults(func=cmd_compare)
+
+    from mads_core.validate.command import add_evaluate_parser
+
+    add_evaluate_parser(sub)  # python -m mads_core evaluate (downstream validation grid)
     return parser
 
 

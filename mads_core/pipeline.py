@@ -245,3 +245,64 @@ def dataset_embeddings_cached(dataset: Dataset, cache: str | Path | None = None,
     from mads_core.model.embed import dataset_embeddings
 
     return dataset_embeddings(dataset, cache_root=cache, progress=progress)
+
+
+def run_method_cached(
+    method: str,
+    dataset: Dataset,
+    fingerprints: Fingerprints | None,
+    budget: int | float,
+    select_config: SelectConfig | None = None,
+    cache: str | Path | None = None,
+    embeddings: np.ndarray | None = None,
+    seed: int = 0,
+    use_cache: bool = True,
+    refresh: bool = False,
+) -> Selection:
+    """:func:`run_method`, read from / stored in the on-disk ranking cache (``mads_core.select.cache``).
+
+    ``use_cache=False`` neither reads nor writes the cache; ``refresh=True`` computes
+    afresh and overwrites the stored ranking.
+
+    The result equals ``run_method(...)`` array for array. Use it with the largest budget
+    for prefix methods (one ranking, every smaller budget sliced from it) and with the
+    exact budget for ``PER_BUDGET_METHODS`` (k-means: one clustering per budget, computed
+    once and then read from disk, by the app and ``compare`` alike). The key holds the
+    dataset's content hash, the fingerprint key (methods reading bits), the embeddings
+    (their content hash when passed, else the dataset's embedding key), the method's
+    settings (MADS ``SelectConfig``, seed) and the resolved pick count. Peer methods
+    (``mads_core.select.peers``) are not cached here: they are run directly.
+    """
+    from mads_core.select.cache import cached_selection
+    from mads_core.select.greedy import resolve_budget
+
+    def compute() -> Selection:
+        return run_method(method, dataset, fingerprints, budget, select_config=select_config, cache=cache,
+                          embeddings=embeddings, seed=seed)
+
+    if method in PEERS:
+        return compute()
+    needs = method_needs(method)
+    k = resolve_budget(budget, len(dataset))
+    inputs = {"dataset": dataset.content_hash()}
+    settings: dict[str, Any] = {"budget": budget}  # as given: baselines record it in their settings
+    if needs == "bits":
+        if fingerprints is None:
+            return compute()  # raises the usual error
+        inputs["fingerprints"] = fingerprints.key
+    if needs == "embeddings":
+        if embeddings is not None:
+            from mads_core.analysis.project import array_hash
+
+            inputs["embeddings"] = array_hash(np.ascontiguousarray(embeddings))
+        else:
+            from mads_core.model.embed import embedding_key
+
+            inputs["embeddings"] = embedding_key(dataset)
+    if method == "mads":
+        settings["select"] = (select_config or SelectConfig()).cache_hash()
+    if method in ("random", "kmeans-embed"):
+        settings["seed"] = int(seed)
+    sel, _ = cached_selection(method, inputs, settings, k, compute, cache=cache, use_cache=use_cache,
+                              refresh=refresh)
+    return sel

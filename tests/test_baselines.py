@@ -12,6 +12,7 @@ from mads_core.data.loader import Dataset
 from mads_core.select.baselines import (
     BASELINES,
     kcenter_greedy,
+    kcenter_reference,
     select_kcenter_act,
     select_kcenter_embed,
     select_kcenter_tfidf,
@@ -131,6 +132,62 @@ def test_kcenter_embed_is_cosine_kcenter():
     assert sel.ranking.tolist() == kcenter_greedy(emb, 10, metric="cosine").ranking.tolist()
     assert np.all(np.diff(sel.coverage) <= 1e-12), "the radius never grows"
     assert np.all(np.diff(sel.gains[1:]) <= 1e-6), "farthest-first gains never grow"
+
+
+def _kcenter_cases():
+    """Random dense rows with the hard parts: all-zero rows, duplicates, integer (tied) values."""
+    rng = np.random.default_rng(11)
+    for trial in range(12):
+        n, d = int(rng.integers(20, 260)), int(rng.integers(1, 90))
+        x = rng.standard_normal((n, d)).astype(np.float32 if trial % 2 else np.float64)
+        if trial % 3 == 0:
+            x[rng.integers(0, n, size=n // 5)] = 0.0
+        if trial % 4 == 0:
+            x[: n // 3] = x[rng.integers(0, n, size=n // 3)]
+        if trial % 5 == 0:
+            x = np.round(x)
+        yield trial, x, int(rng.integers(1, n + 1)), rng
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_pruned_kcenter_equals_brute_force_reference(metric):
+    # the pruned kernels (dense: projection bound; sparse: skipped common columns) must make
+    # every pick, gain and radius of the unpruned reference, ties to the lowest index included
+    for trial, x, k, rng in _kcenter_cases():
+        fast, (ranking, gains, radius) = kcenter_greedy(x, k, metric), kcenter_reference(x, k, metric)
+        assert fast.ranking.tolist() == ranking.tolist(), (trial, "dense")
+        np.testing.assert_array_equal(fast.gains, gains)
+        np.testing.assert_array_equal(fast.coverage, radius)
+        xs = sp.csr_matrix(np.abs(x) * (rng.random(x.shape) < 0.3))
+        fast, (ranking, gains, radius) = kcenter_greedy(xs, k, metric), kcenter_reference(xs, k, metric)
+        assert fast.ranking.tolist() == ranking.tolist(), (trial, "sparse")
+        np.testing.assert_array_equal(fast.coverage, radius)
+
+
+def test_kcenter_reference_is_plain_farthest_first():
+    # the reference itself against the full distance matrix (float64, well separated values)
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(50, 6))
+    ranking, gains, radius = kcenter_reference(x, 20, "euclidean")
+    dist = np.sqrt(((x[:, None, :] - x[None, :, :]) ** 2).sum(axis=2))
+    picks = [int(np.argmin(np.sqrt(((x - x.mean(axis=0)) ** 2).sum(axis=1))))]
+    while len(picks) < 20:
+        mind = dist[:, picks].min(axis=1)
+        mind[picks] = -1
+        picks.append(int(np.argmax(mind)))
+    assert ranking.tolist() == picks
+    assert radius[-1] == pytest.approx(dist[:, picks].min(axis=1).max())
+
+
+def test_kcenter_tfidf_pruned_path_on_real_text_equals_reference():
+    # real-ish text: shared common words (the pruned path skips their postings) and rare ones
+    words = "the a of to and in is it that for on with as was at by be this".split()
+    rng = np.random.default_rng(5)
+    texts = [" ".join(rng.choice(words, size=6).tolist() + [f"w{rng.integers(0, 40)}" for _ in range(3)])
+             for _ in range(150)]
+    x = tfidf_matrix(texts)
+    sel = select_kcenter_tfidf(text_dataset(texts), 120)
+    assert sel.ranking.tolist() == kcenter_reference(x, 120, "cosine")[0].tolist()
 
 
 # ----------------------------------------------------------------- random

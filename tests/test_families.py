@@ -136,3 +136,46 @@ def test_negative_layers_resolve_before_dedup_and_match_positive_ones():
         a = run_batches(_Loaded(model), samples(), ActivationRecorder(model, (-1,), cfg), 3)
         b = run_batches(_Loaded(model), samples(), ActivationRecorder(model, (2,), cfg), 3)
     assert np.array_equal(a, b) and a.any()
+
+
+# ---------------------------------------------------------------- settings and messages
+
+
+def test_cli_reads_site_granularity_router_bits_and_layer_specs():
+    from mads_core.cli import UsageError, build_parser, fingerprint_config_from_args, parse_layers
+
+    args = build_parser().parse_args(
+        ["fingerprint", "--site", "product", "--moe-granularity", "expert", "--router-bits", "--layers", "-4--1,0"]
+    )
+    cfg = fingerprint_config_from_args(args)
+    assert (cfg.site, cfg.moe_granularity, cfg.router_bits, cfg.layers) == ("product", "expert", True, (-4, -3, -2, -1, 0))
+    assert cfg.with_layers(30).layers == (0, 26, 27, 28, 29)
+    default = fingerprint_config_from_args(build_parser().parse_args(["fingerprint"]))
+    assert default.cache_hash() == FingerprintConfig().cache_hash()
+    assert cfg.cache_hash() != FingerprintConfig(layers=cfg.layers).cache_hash()
+    with pytest.raises(UsageError, match="--layers: range '20--1' mixes"):
+        parse_layers("20--1")
+    with pytest.raises(UsageError, match="--layers: cannot read 'x'"):
+        parse_layers("0,x")
+
+
+def test_site_and_moe_settings_enter_the_key_only_off_their_defaults():
+    base = FingerprintConfig()
+    assert base.cache_hash() == FingerprintConfig(site="gate", moe_granularity="unit", router_bits=False).cache_hash()
+    hashes = {base.cache_hash(), FingerprintConfig(site="product").cache_hash(),
+              FingerprintConfig(moe_granularity="expert").cache_hash(), FingerprintConfig(router_bits=True).cache_hash()}
+    assert len(hashes) == 4
+    with pytest.raises(ValueError, match="--site"):
+        FingerprintConfig(site="up")
+
+
+def test_a_mistyped_relative_folder_is_not_reported_as_a_hub_model(tmp_path, monkeypatch):
+    from mads_core.config import ModelSpec
+    from mads_core.model.models import ModelError, spec_kind
+
+    (tmp_path / "models").mkdir()
+    monkeypatch.chdir(tmp_path)
+    for name in ("models/llama-3", "./llama-3", "../nowhere/llama", "a/b/c"):
+        with pytest.raises(ModelError, match=r"--model .*: model folder not found \(relative to "):
+            spec_kind(ModelSpec(name=name))
+    assert spec_kind(ModelSpec(name="HuggingFaceTB/SmolLM2-360M-Instruct")) == "hub"

@@ -149,8 +149,10 @@ def build(out: Path = ASSET_FILE) -> dict[str, Any]:
         mini = Path(tmp_name) / "root"
         shutil.copytree(Path(fp.path), artifact_dir("fingerprints", fp.key, mini) / "result")
         shutil.copytree(artifact_dir(embed.CACHE_KIND, emb_key), artifact_dir(embed.CACHE_KIND, emb_key, mini))
-        fp_proj = project_fingerprints(fp.bits, fp.n_neurons, input_key=fp.key, cache=mini)
-        emb_proj = project_embeddings(emb, input_key=emb_key, cache=mini)
+        fp_proj = project_fingerprints(fp.bits, fp.n_neurons, input_key=fp.key)
+        emb_proj = project_embeddings(emb, input_key=emb_key)
+        for proj in (fp_proj, emb_proj):
+            shutil.copytree(artifact_dir("projections", proj.key), artifact_dir("projections", proj.key, mini))
         upto = session.max_budget(len(ds))
         rankings = {}
         for method in session.DEFAULT_METHODS:

@@ -44,20 +44,23 @@ PRUNE_MARGIN = 1e-4
 
 
 def prune_basis(x: np.ndarray, dims: int = PRUNE_DIMS, fit_rows: int = PRUNE_FIT_ROWS, seed: int = 0) -> np.ndarray:
-    """(d, r) float64 orthonormal columns: top right singular vectors of a seeded row sample of ``x``."""
+    """(d, r) float64 orthonormal columns: the top eigenvectors of ``S^T S`` for a seeded row sample S of ``x``.
+
+    (The top right singular vectors of S.) One BLAS thread: on shared cores OpenBLAS's
+    spinning threads made this 6x slower, and one thread also fixes the rounding.
+    """
+    from threadpoolctl import threadpool_limits
+
     n, d = x.shape
     r = max(1, min(dims, d))
+    if d <= r:
+        return np.eye(d, dtype=np.float64)
     rng = np.random.default_rng(seed)
     rows = np.sort(rng.choice(n, size=min(fit_rows, n), replace=False))
     sample = np.asarray(x[rows], dtype=np.float64)
-    if d <= r:
-        return np.eye(d, dtype=np.float64)
-    _, _, vt = np.linalg.svd(sample, full_matrices=False)
-    basis = vt[:r].T
-    if basis.shape[1] < r:  # fewer sampled rows than dims: pad with an orthonormal complement
-        q, _ = np.linalg.qr(np.concatenate([basis, rng.standard_normal((d, r - basis.shape[1]))], axis=1))
-        basis = q[:, :r]
-    return np.ascontiguousarray(basis)
+    with threadpool_limits(limits=1, user_api="blas"):
+        _, vectors = np.linalg.eigh(sample.T @ sample)  # ascending eigenvalues
+    return np.ascontiguousarray(vectors[:, ::-1][:, :r])
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -300,8 +303,11 @@ class DenseSpace:
         self.metric = metric
         self.x = np.ascontiguousarray(x if x.dtype in (np.float32, np.float64) else x.astype(np.float64))
         self.sq = np.einsum("ij,ij->i", self.x, self.x, dtype=np.float64)
+        from threadpoolctl import threadpool_limits
+
         basis = prune_basis(self.x, dims, seed=seed)
-        self.z = np.ascontiguousarray((self.x.astype(np.float64) @ basis).astype(np.float32))
+        with threadpool_limits(limits=1, user_api="blas"):
+            self.z = np.ascontiguousarray((self.x.astype(np.float64) @ basis).astype(np.float32))
         scale = float(np.sqrt(self.sq.max(initial=0.0))) if metric == "euclidean" else 1.0
         self.margin = PRUNE_MARGIN * max(1.0, scale)
         self.exact_distances = 0  # rows measured exactly in the last walk (the rest were pruned)

@@ -23,13 +23,15 @@ from __future__ import annotations
 
 import heapq
 
+import numba
 import numpy as np
 
 from mads_core.data.loader import Dataset
+from mads_core.select.bitops import popcount64
 from mads_core.select.greedy import Selection, resolve_budget
 from mads_core.select.ranking import make_selection, order_by_score
 
-DEFAULT_ALPHA = 0.5
+DEFAULT_ALPHA = 0.75
 
 
 def response_lengths(dataset: Dataset) -> np.ndarray:
@@ -52,8 +54,19 @@ def select_longest(dataset: Dataset, budget: int | float) -> Selection:
     return make_selection("longest", n, ranking, lengths[ranking].astype(np.float64), settings)
 
 
-def _popcounts(bits: np.ndarray, cov: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    return np.bitwise_count(bits[rows] & ~cov).sum(axis=1, dtype=np.int64)
+@numba.njit(cache=True, nogil=True)
+def _gain(bits, i, cov):
+    """Set bits of row ``i`` not in ``cov`` (the row's coverage gain)."""
+    total = 0
+    for w in range(bits.shape[1]):
+        total += popcount64(bits[i, w] & ~cov[w])
+    return total
+
+
+@numba.njit(cache=True, parallel=True)
+def _all_gains(bits, cov, out):
+    for i in numba.prange(bits.shape[0]):
+        out[i] = _gain(bits, i, cov)
 
 
 def select_mads_lenctl(
@@ -79,7 +92,8 @@ def select_mads_lenctl(
         raise ValueError(f"own_tokens has shape {cost.shape}, expected ({n},)")
     k = resolve_budget(budget, n)
     empty = np.zeros(n_words, dtype=np.uint64)
-    g0 = _popcounts(x, empty, np.arange(n))
+    g0 = np.empty(n, dtype=np.int64)
+    _all_gains(x, empty, g0)
     cov = empty.copy()
     # heap of (-ratio upper bound, row, stamp); stamp = covered-set version the bound was computed at
     version = 0
@@ -90,7 +104,7 @@ def select_mads_lenctl(
     while len(ranking) < k:
         neg, i, stamp = heapq.heappop(heap)
         if stamp != version:
-            g = int(_popcounts(x, cov, np.array([i]))[0])
+            g = _gain(x, i, cov)
             heapq.heappush(heap, (-(g / cost[i]), i, version))
             continue
         if -neg <= 0:  # every remaining gain is 0: reset (next round) or stop
@@ -104,7 +118,7 @@ def select_mads_lenctl(
             heapq.heapify(heap)
             continue
         ranking.append(i)
-        gains.append(int(np.bitwise_count(x[i] & ~cov).sum()))
+        gains.append(_gain(x, i, cov))
         rounds.append(rnd)
         cov |= x[i]
         version += 1

@@ -8,7 +8,8 @@ Two measures per item (:class:`~mads_core.validate.tasks.EvalItem`):
   an answer right. Lower is better.
 - **accuracy** (items whose answers are short, ``EvalItem.short``): greedy generation
   (``do_sample=False``) of up to ``max_new_tokens`` tokens; correct when the normalised output
-  (lower case, quotes/punctuation at the ends stripped, whitespace collapsed) starts with the
+  (lower case, quotes/punctuation at the ends of each word stripped, whitespace
+  collapsed) starts with the
   same words as a normalised gold answer (the evals registry's ``Match`` rule,
   ``sampled.startswith(ideal)``, made word-exact so "480" does not match "4800").
 
@@ -34,8 +35,9 @@ _EDGE = re.compile(r"^[\s\"'`.,;:!?()\[\]]+|[\s\"'`.,;:!?()\[\]]+$")
 
 
 def normalize(text: str) -> str:
-    """Lower case, ends stripped of quotes/punctuation/space, inner whitespace collapsed."""
-    return " ".join(_EDGE.sub("", text.strip().lower()).split())
+    """Lower case; each word stripped of quotes/punctuation at its ends; whitespace collapsed."""
+    words = (_EDGE.sub("", w) for w in text.lower().split())
+    return " ".join(w for w in words if w)
 
 
 def is_match(output: str, answers: Sequence[str]) -> bool:

@@ -42,7 +42,7 @@ class TrainSettings:
     method: ``"lora"`` (peft LoRA on ``lora_targets``) or ``"full"`` (every weight).
     schedule: ``"steps"`` (``steps`` optimizer steps per cell) or ``"epochs"`` (``epochs`` passes).
     batch_size / grad_accum: samples per forward pass / passes per optimizer step.
-    learning_rate: peak rate (2e-4 suits LoRA; use ~1e-5..5e-5 for ``"full"``);
+    learning_rate: peak rate (5e-4: LoRA with few steps; use ~1e-5..5e-5 for ``"full"``);
         lr_scheduler: a transformers scheduler name; warmup_steps.
     lora_r / lora_alpha / lora_dropout / lora_targets: peft ``LoraConfig`` fields.
     max_length: tokens per sample (longer ones keep their opening and their end).
@@ -52,11 +52,11 @@ class TrainSettings:
 
     method: str = "lora"
     schedule: str = "steps"
-    steps: int = 10
+    steps: int = 5
     epochs: float = 1.0
     batch_size: int = 8
     grad_accum: int = 1
-    learning_rate: float = 2e-4
+    learning_rate: float = 5e-4
     lr_scheduler: str = "constant"
     warmup_steps: int = 0
     weight_decay: float = 0.0
@@ -64,7 +64,7 @@ class TrainSettings:
     lora_alpha: int = 32
     lora_dropout: float = 0.0
     lora_targets: str = "all-linear"
-    max_length: int = 192
+    max_length: int = 128
     dtype: str = "auto"
     device: str = "auto"
 
@@ -196,7 +196,7 @@ def train_subset(spec: ModelSpec, turns_list: Sequence[Sequence[Sequence[str]]],
             lr_scheduler_type=settings.lr_scheduler, warmup_steps=settings.warmup_steps,
             weight_decay=settings.weight_decay, max_length=settings.max_length, seed=seed, data_seed=seed,
             bf16=bf16, use_cpu=device == "cpu", logging_steps=1, save_strategy="no", report_to="none",
-            disable_tqdm=True, dataloader_num_workers=0, gradient_checkpointing=False,
+            disable_tqdm=True, dataloader_num_workers=0,
         )
         quiet = logging.getLogger("transformers.trainer")
         level = quiet.level

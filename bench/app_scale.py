@@ -1,0 +1,351 @@
+"""The app at a researcher's scale: the Compare page at N = 52,000 (issue 14).
+
+Builds synthetic inputs of the paper's size once (seeded) under ``bench/out/app_scale/``,
+in a cache root of their own (``bench/out/app_scale/cache``):
+
+* a JSONL dataset of N Alpaca records (Zipf-distributed words over an 80,000-word
+  vocabulary, 400 topics with their own words, lognormal lengths: ~590 characters on
+  average, ~66 distinct words per record), with a ``category`` per record;
+* fingerprints under the key the app looks up for the bundled model and default settings:
+  D = 46,080 neurons (30 layers x 1,536), skewed firing as in ``bench/select.py`` (a
+  lognormal base probability per neuron, a per-block activity), ~3.5% of bits set;
+  planes 1.. are random subsets of plane 0;
+* 384-d unit "MiniLM" embeddings: 400 topic centres (Zipf topic sizes) with a 24-d local
+  spread and isotropic noise, tuned to the real demo's statistics (mean pairwise cosine
+  0.18, mean nearest-neighbour cosine 0.74, top-16/32/64 singular directions holding
+  55/65/75% of the variance).
+
+Then it times, in one process:
+
+1. ``library``: each default method's ranking to the app's largest budget (30% of N) with
+   ``pipeline.run_method`` (k-center and k-means also at 15%); the text-spread curves of
+   every ranking (``metrics.diversity_curves``); k-means at the default budget.
+   ``baselines_s`` = the default baselines' rankings to the app's largest budget.
+2. ``maps`` (``--maps``): both 2-D projections (fingerprints: SVD + UMAP; embeddings: UMAP),
+   cached on disk where the app reads them, and the JSON size of each Plotly map at N points.
+3. ``app``: the Compare page through ``streamlit.testing.v1.AppTest`` with every default
+   method: the first run (``first_compare_s``; rankings come from the ranking cache when
+   the app reads it, maps from the projection cache), then budget-slider moves
+   (``slider_rerun_s``, the median), counting ranking computations during the moves.
+
+The last line is
+``app_scale: n=<N> first_compare_s=<t> slider_rerun_s=<t> baselines_s=<t> peak_rss_mib=<m>``.
+
+    python bench/app_scale.py                 # N = 52,000 (inputs built once: ~2 min)
+    python bench/app_scale.py --n 5000 --maps # smaller, with maps
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# bench/ holds select.py, which would shadow the standard library's ``select`` module.
+HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+
+import argparse  # noqa: E402
+import importlib.util  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import os  # noqa: E402
+import resource  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+ROOT = HERE.parent
+OUT = ROOT / "bench" / "out" / "app_scale"
+GEN_VERSION = 1
+N_LAYERS, WIDTH = 30, 1536  # the bundled SmolLM2-135M: D = 46,080
+EMB_DIM = 384
+
+
+# --------------------------------------------------------------------------- synthetic inputs
+
+
+def synth_texts(n: int, seed: int = 0, vocab: int = 80_000, topics: int = 400) -> tuple[list[str], np.ndarray]:
+    """(texts, topic of each) — Zipf words plus topic words, lognormal lengths (see module docstring)."""
+    rng = np.random.default_rng(seed)
+    letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
+    words = np.array(["".join(rng.choice(letters, size=int(length))) for length in rng.integers(3, 10, size=vocab)],
+                     dtype=object)
+    p = 1.0 / np.arange(1, vocab + 1) ** 1.07
+    p /= p.sum()
+    topic = np.minimum(rng.zipf(1.3, size=n) - 1, topics - 1)
+    topic_words = rng.integers(0, vocab, size=(topics, 300))
+    n_words = np.clip(rng.lognormal(math.log(60), 0.8, size=n).astype(int), 3, 1500)
+    total = int(n_words.sum())
+    general = rng.choice(vocab, size=total, p=p)
+    own = topic_words[np.repeat(topic, n_words), rng.integers(0, 300, size=total)]
+    ids = np.where(rng.random(total) < 0.3, own, general)
+    ends = np.cumsum(n_words)
+    texts = [" ".join(words[ids[e - c:e]]) for c, e in zip(n_words, ends, strict=True)]
+    return texts, topic
+
+
+def synth_embeddings(n: int, topic: np.ndarray, seed: int = 1, local: int = 24) -> np.ndarray:
+    """(n, 384) float32 unit rows clustered by ``topic`` (see module docstring)."""
+    rng = np.random.default_rng(seed)
+    topics = int(topic.max()) + 1
+    centres = rng.standard_normal((topics, EMB_DIM)).astype(np.float32)
+    common = rng.standard_normal(EMB_DIM).astype(np.float32)
+    centres = centres / np.linalg.norm(centres, axis=1, keepdims=True) + 0.5 * common / np.linalg.norm(common)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    basis = rng.standard_normal((topics, EMB_DIM, local)).astype(np.float32) / np.sqrt(EMB_DIM * local)
+    out = np.empty((n, EMB_DIM), dtype=np.float32)
+    for s in range(0, n, 4096):
+        t = topic[s:s + 4096]
+        z = rng.standard_normal((len(t), local)).astype(np.float32)
+        noise = rng.standard_normal((len(t), EMB_DIM)).astype(np.float32) / np.sqrt(EMB_DIM)
+        out[s:s + 4096] = centres[t] + 0.55 * np.einsum("ndl,nl->nd", basis[t], z) + 0.45 * noise
+    out /= np.linalg.norm(out, axis=1, keepdims=True)
+    return out
+
+
+def _select_bench():
+    """``bench/select.py`` as a module (its packed-bit generator), without shadowing ``select``."""
+    spec = importlib.util.spec_from_file_location("bench_select", HERE / "select.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def synth_planes(n: int, n_planes: int, seed: int = 0) -> np.ndarray:
+    """(P, n, 720) packed planes: skewed firing (~3.5% of bits), planes 1.. random subsets of plane 0."""
+    gen = _select_bench()
+    d = N_LAYERS * WIDTH
+    rng = np.random.default_rng(seed)
+    block_rows = 512
+    probs = np.minimum(rng.lognormal(math.log(0.006), 2.0, d), 0.95)
+    act = np.exp(rng.normal(0.0, 0.6, -(-n // block_rows)))
+    act /= act.mean()
+    planes = np.zeros((n_planes, n, d // 64), dtype=np.uint64)
+    gen._fill(planes[0], probs, act, block_rows, seed)
+    for p in range(1, n_planes):
+        keep = np.zeros((n, d // 64), dtype=np.uint64)
+        gen._fill(keep, np.full(d, 0.35), np.ones(len(act)), block_rows, seed + p)
+        planes[p] = planes[p - 1] & keep
+    return planes
+
+
+def build_inputs(n: int, cache: Path) -> tuple[Path, dict[str, float]]:
+    """Write the dataset file, fingerprints and embeddings once; returns (dataset path, build seconds)."""
+    from mads_core.config import FingerprintConfig, ModelSpec
+    from mads_core.model.embed import CACHE_KIND, embedding_key
+    from mads_core.model.fingerprint import (
+        _column_counts,
+        cached_fingerprints,
+        canonical_config,
+        fingerprint_key,
+    )
+    from mads_core.model.models import model_identity
+    from mads_core.model.store import artifact_dir, save_arrays
+    from mads_core.pipeline import load_data
+
+    times: dict[str, float] = {}
+    path = OUT / f"synth_v{GEN_VERSION}_{n}.jsonl"
+    t0 = time.perf_counter()
+    texts, topic = synth_texts(n)
+    if not path.exists():
+        OUT.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "w", encoding="utf-8") as fh:
+            for i, (text, t) in enumerate(zip(texts, topic, strict=True)):
+                words = text.split(" ")
+                cut = max(1, min(12, len(words) - 1))
+                rec = {"id": f"s{i}", "instruction": " ".join(words[:cut]), "input": "",
+                       "output": " ".join(words[cut:]), "category": f"topic-{int(t):03d}"}
+                fh.write(json.dumps(rec) + "\n")
+        tmp.replace(path)
+    times["texts_s"] = time.perf_counter() - t0
+    ds = load_data(str(path))
+    spec, config = ModelSpec(), canonical_config(FingerprintConfig(), spec=ModelSpec())
+    if cached_fingerprints(ds, spec, config, cache=cache) is None:
+        t0 = time.perf_counter()
+        key = fingerprint_key(ds.content_hash(), model_identity(spec), config)
+        planes = synth_planes(n, len(config.planes))
+        d = N_LAYERS * WIDTH
+        meta = {"key": key, "dataset_name": ds.name, "dataset_hash": ds.content_hash(), "model": model_identity(spec),
+                "settings": config.to_dict(), "layers": list(range(N_LAYERS)),
+                "layer_offsets": [i * WIDTH for i in range(N_LAYERS + 1)], "n_neurons": d, "n_samples": n,
+                "plane_thresholds": [float(t) for t in config.planes], "window": config.max_tokens,
+                "synthetic": "bench/app_scale.py"}
+        lengths = np.array([len(t.split(" ")) for t in texts], dtype=np.int32)
+        save_arrays(artifact_dir("fingerprints", key, cache) / "result",
+                    {"planes": planes, "firing_counts": _column_counts(planes[0], d), "token_counts": lengths,
+                     "truncated": np.zeros(n, dtype=bool)}, meta)
+        times["fingerprints_build_s"] = time.perf_counter() - t0
+    key = embedding_key(ds)
+    folder = artifact_dir(CACHE_KIND, key, cache)
+    if not (folder / "embeddings.npy").exists():
+        save_arrays(folder, {"embeddings": synth_embeddings(n, topic)},
+                    {"kind": CACHE_KIND, "key": key, "n": n, "synthetic": "bench/app_scale.py"})
+    return path, times
+
+
+# --------------------------------------------------------------------------- stages
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def library_stage(path: Path, cache: Path) -> dict[str, float]:
+    """Time every default method's ranking (largest app budget), k-means, and the text-spread curves."""
+    from mads_core import pipeline, session
+    from mads_core.analysis import metrics
+    from mads_core.config import FingerprintConfig, ModelSpec
+    from mads_core.model.fingerprint import cached_fingerprints
+    from mads_core.select.baselines import kcenter_greedy
+
+    ds = pipeline.load_data(str(path))
+    fp = cached_fingerprints(ds, ModelSpec(), FingerprintConfig(), cache=cache)
+    emb = np.asarray(pipeline.dataset_embeddings_cached(ds, cache))
+    n = len(ds)
+    kmax, k15, kdef = session.max_budget(n), max(1, round(0.15 * n)), session.default_budget(n)
+    kcenter_greedy(emb[:300], 20)  # numba compile / cache load outside the timings
+    out: dict[str, float] = {}
+    sels = {}
+    for method in session.DEFAULT_METHODS:
+        t0 = time.perf_counter()  # computed afresh (refresh=True), then stored where the app reads rankings
+        sels[method] = pipeline.run_method_cached(method, ds, fp, kmax, cache=cache, embeddings=emb, refresh=True)
+        out[f"{method}_to_{kmax}_s"] = time.perf_counter() - t0
+        print(f"  {method:14s} ranking to {kmax:,} (30%): {out[f'{method}_to_{kmax}_s']:.1f} s", flush=True)
+    out["baselines_s"] = sum(out[f"{m}_to_{kmax}_s"] for m in session.DEFAULT_METHODS if m != "mads")
+    for method in ("mads", "kcenter-embed", "kcenter-tfidf"):
+        t0 = time.perf_counter()
+        pipeline.run_method(method, ds, fp, k15, cache=cache, embeddings=emb)
+        out[f"{method}_to_15pct_s"] = time.perf_counter() - t0
+        print(f"  {method:14s} ranking to {k15:,} (15%): {out[f'{method}_to_15pct_s']:.1f} s", flush=True)
+    t0 = time.perf_counter()
+    pipeline.run_method_cached("kmeans-embed", ds, fp, kdef, cache=cache, embeddings=emb, refresh=True)
+    out["kmeans_default_budget_s"] = time.perf_counter() - t0
+    print(f"  kmeans-embed   at the default budget {kdef:,}: {out['kmeans_default_budget_s']:.1f} s", flush=True)
+    t0 = time.perf_counter()
+    space = metrics.text_space(emb)
+    out["text_space_s"] = time.perf_counter() - t0
+    for method, sel in sels.items():
+        t0 = time.perf_counter()
+        metrics.diversity_curves(space, sel.ranking)
+        out[f"{method}_spread_curve_s"] = time.perf_counter() - t0
+        print(f"  text-spread curve of {method} ({len(sel.ranking):,} prefixes): "
+              f"{out[f'{method}_spread_curve_s']:.1f} s", flush=True)
+    t0 = time.perf_counter()
+    metrics.metrics_table(sels, [kdef], bits=fp.bits, n_neurons=fp.n_neurons, categories=ds.categories,
+                          lengths=fp.token_counts)
+    out["metrics_table_without_spread_s"] = time.perf_counter() - t0
+    return out
+
+
+def maps_stage(path: Path, cache: Path) -> dict[str, float]:
+    """Both projections (cached where the app reads them) and the Plotly JSON size of each map."""
+    from mads_core import pipeline
+    from mads_core.analysis.project import project_embeddings, project_fingerprints
+    from mads_core.config import FingerprintConfig, ModelSpec
+    from mads_core.model.embed import embedding_key
+    from mads_core.model.fingerprint import cached_fingerprints
+    from mads_core.views import plots
+
+    ds = pipeline.load_data(str(path))
+    fp = cached_fingerprints(ds, ModelSpec(), FingerprintConfig(), cache=cache)
+    emb = np.asarray(pipeline.dataset_embeddings_cached(ds, cache))
+    out: dict[str, float] = {}
+    t0 = time.perf_counter()
+    fmap = project_fingerprints(fp.bits, fp.n_neurons, input_key=fp.key, cache=cache)
+    out["fingerprint_map_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    tmap = project_embeddings(emb, input_key=embedding_key(ds), cache=cache)
+    out["text_map_s"] = time.perf_counter() - t0
+    rng = np.random.default_rng(0)
+    picks = {"mads": rng.permutation(len(ds))[: len(ds) // 10]}
+    for name, proj in (("fingerprint", fmap), ("text", tmap)):
+        fig = plots.projection_scatter(proj.coords, picks, title=name)
+        out[f"{name}_map_json_mib"] = len(fig.to_json()) / 2**20
+    print("  maps: " + ", ".join(f"{k}={v:.1f}" for k, v in out.items()), flush=True)
+    return out
+
+
+def app_stage(path: Path, moves: int) -> dict[str, float]:
+    """Compare through AppTest: first run, then budget-slider moves (rankings computed during moves counted)."""
+    from streamlit.runtime.pages_manager import PagesManager
+    from streamlit.testing.v1 import AppTest
+
+    from mads_core import pipeline
+
+    original = PagesManager.__init__
+
+    def init(self, *args, **kwargs):  # run AppTest as the server does after st.navigation
+        original(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+    PagesManager.__init__ = init
+    calls = {"n": 0}
+    real = pipeline.run_method
+
+    def counting(*args, **kwargs):
+        calls["n"] += 1
+        return real(*args, **kwargs)
+
+    pipeline.run_method = counting
+    sys.path.insert(0, str(ROOT))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=3600)
+    at.session_state["data.source"] = "Local path"
+    at.session_state["data.path"] = str(path)
+    t0 = time.perf_counter()
+    at.run()
+    at.switch_page("pages/2_Compare.py").run()
+    first = time.perf_counter() - t0
+    problems = [e.value for e in (*at.exception, *at.error)]
+    if problems:
+        print("  the Compare page reported:", problems[:3], flush=True)
+    slider_key = "w:budget.share:compare_pct"
+    values = [12.0, 5.0, 20.0, 8.5, 15.0, 3.0, 25.0, 10.0, 30.0, 6.0]
+    at.slider(key=slider_key).set_value(values[-1]).run()
+    before, times = calls["n"], []
+    for i in range(moves):
+        at.slider(key=slider_key).set_value(values[i % len(values)])
+        t0 = time.perf_counter()
+        at.run()
+        times.append(time.perf_counter() - t0)
+    pipeline.run_method = real
+    out = {"first_compare_s": first, "slider_rerun_s": statistics.median(times), "slider_max_s": max(times),
+           "rankings_during_moves": float(calls["n"] - before), "page_errors": float(len(problems))}
+    print(f"  app: first Compare {first:.1f} s; slider moves median {out['slider_rerun_s']:.2f} s, "
+          f"max {max(times):.2f} s over {moves}; rankings computed during the moves: {calls['n'] - before}",
+          flush=True)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=52_000, help="samples (default 52,000)")
+    parser.add_argument("--moves", type=int, default=5, help="timed slider moves (default 5)")
+    parser.add_argument("--maps", action="store_true", help="also compute both 2-D maps and their Plotly size")
+    parser.add_argument("--no-app", action="store_true", help="library stages only (no AppTest)")
+    args = parser.parse_args(argv)
+    cache = OUT / "cache"
+    os.environ["MADS_CACHE_DIR"] = str(cache)  # before anything reads it (the app, the stores)
+    sys.path.insert(0, str(ROOT))
+    print(f"app_scale: N = {args.n:,}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
+    path, build = build_inputs(args.n, cache)
+    print("  inputs: " + ", ".join(f"{k}={v:.1f}" for k, v in build.items()), flush=True)
+    results = library_stage(path, cache)
+    if args.maps:
+        results |= maps_stage(path, cache)
+    if not args.no_app:
+        results |= app_stage(path, args.moves)
+    results["peak_rss_mib"] = peak_rss_mib()
+    results["load_average_end"] = os.getloadavg()[0]
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / f"results_{args.n}.json").write_text(json.dumps(results, indent=1, sort_keys=True))
+    first = results.get("first_compare_s", float("nan"))
+    rerun = results.get("slider_rerun_s", float("nan"))
+    print(f"app_scale: n={args.n} first_compare_s={first:.1f} slider_rerun_s={rerun:.2f} "
+          f"baselines_s={results['baselines_s']:.1f} peak_rss_mib={results['peak_rss_mib']:.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,126 @@
+"""Downstream validation: held-out tasks, paired statistics, a real one-cell grid and its cache."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mads_core.data.demo import DEFAULT_EVALS_TASKS, evals_samples, load_demo
+from mads_core.data.loader import Assembler
+from mads_core.validate import train as train_mod
+from mads_core.validate.evaluate import chance_level, is_match
+from mads_core.validate.stats import paired_difference, paired_table
+from mads_core.validate.tasks import HELDOUT_TASKS, assert_disjoint, heldout_task_items, items_hash, pool_tasks
+
+
+@pytest.fixture(scope="module")
+def demo():
+    return load_demo("default")
+
+
+def test_heldout_tasks_are_disjoint_from_the_default_pool(demo):
+    items = heldout_task_items(2)
+    assert {i.task for i in items} == set(HELDOUT_TASKS)
+    assert len(items) == 2 * len(HELDOUT_TASKS)
+    in_pool = pool_tasks(demo)
+    assert set(DEFAULT_EVALS_TASKS) <= in_pool  # the check sees the pool's evals tasks ...
+    assert not set(HELDOUT_TASKS) & in_pool  # ... and none of them is held out
+    assert_disjoint(items, demo)
+    assert all(i.short for i in items)  # every held-out task gets an accuracy
+    assert items_hash(items) == items_hash(heldout_task_items(2))  # deterministic
+    assert items_hash(items) != items_hash(heldout_task_items(3))
+
+
+def test_a_pool_containing_a_heldout_task_is_refused():
+    assembler = Assembler(dedupe=True, on_error="skip", id_field="id")
+    for sample in evals_samples(3, ["sarcasm", "rot13"]):
+        assembler.add(sample)
+    pool = assembler.build("leaky", "chat")
+    with pytest.raises(ValueError, match="sarcasm"):
+        assert_disjoint(heldout_task_items(1, ["sarcasm", "anagrams"]), pool)
+
+
+def test_matching_and_chance_level():
+    assert is_match(" Yes.", ["yes"]) and is_match("'False' because", ["False"])
+    assert not is_match("4800", ["480"]) and not is_match("", ["0"])
+    assert chance_level(["Yes", "No", "yes", "Yes"]) == 0.75
+    assert chance_level(["a", "b", "c", "d"]) == 0.25
+
+
+def test_paired_difference_on_a_hand_computed_example():
+    # d = a - b = [0.10, 0.05, 0.15]: mean 0.10, sd 0.05, se 0.05/sqrt(3) = 0.028868, t = 3.4641 < t_0.975,2 = 4.3027
+    s = paired_difference(np.array([0.50, 0.40, 0.45]), np.array([0.40, 0.35, 0.30]))
+    assert s["mean"] == pytest.approx(0.10)
+    assert s["sd"] == pytest.approx(0.05)
+    assert s["se"] == pytest.approx(0.05 / math.sqrt(3))
+    assert s["t"] == pytest.approx(2 * math.sqrt(3))
+    assert s["t_crit"] == pytest.approx(4.302653, abs=1e-6)
+    assert s["ci_low"] == pytest.approx(0.10 - 4.302653 * 0.05 / math.sqrt(3), abs=1e-6)
+    assert s["noise"] == pytest.approx(0.05)  # var a = var b = 0.0025
+    assert s["exceeds"] == 0.0
+    # Four seeds, d = [0.2, 0.21, 0.19, 0.2]: sd 0.008165, t = 48.99 > t_0.975,3 = 3.1824
+    s = paired_difference(np.array([1.2, 1.21, 1.19, 1.2]), np.array([1.0, 1.0, 1.0, 1.0]))
+    assert s["t"] == pytest.approx(0.2 / (0.008164966 / 2), rel=1e-6) and s["exceeds"] == 1.0
+    with pytest.raises(ValueError):
+        paired_difference(np.array([1.0]), np.array([2.0]))
+
+
+def test_paired_table_pairs_by_seed_and_says_which_is_better():
+    cells = pd.DataFrame({
+        "method": ["mads"] * 3 + ["random"] * 3,
+        "budget": ["5%"] * 6,
+        "seed": [2, 0, 1, 0, 1, 2],
+        "tasks_loss": [2.0, 1.9, 2.1, 2.0, 2.2, 2.3],  # mads by seed 0,1,2: 1.9, 2.1, 2.0
+    })
+    table = paired_table(cells, "tasks_loss")
+    assert len(table) == 1
+    row = table.iloc[0]
+    assert (row["a"], row["b"]) == ("mads", "random")
+    assert row["mean"] == pytest.approx(((1.9 - 2.0) + (2.1 - 2.2) + (2.0 - 2.3)) / 3)
+    assert row["statement"].startswith("mads is ahead of random but within seed noise")
+
+
+@pytest.mark.model
+def test_one_cell_grid_trains_for_real_and_cached_cells_are_not_retrained(demo, tmp_path):
+    from mads_core.config import ModelSpec
+    from mads_core.model.store import artifact_dir
+    from mads_core.validate.evaluate import answer_losses
+    from mads_core.validate.grid import GridSpec, run_grid
+
+    pool = demo.subset(range(40))
+    grid = GridSpec(methods=("random",), budgets=(4,), seeds=(0,), holdout=0.1, references=False,
+                    eval_tasks=("sarcasm", "which_is_heavier"), eval_per_task=2, max_new_tokens=2)
+    settings = train_mod.TrainSettings(steps=3, batch_size=2, max_length=64, learning_rate=2e-3, device="cpu")
+    runs = train_mod.TRAINER_RUNS
+    first = run_grid(pool, grid, settings, cache=tmp_path)
+    assert train_mod.TRAINER_RUNS - runs == first.trainer_runs == 1
+    row = first.cells.iloc[0]
+    assert (row["method"], row["k"], row["status"]) == ("random", 4, "trained")
+    assert not set(first.holdout_rows) & set(first.selectable_rows)
+    assert {"tasks_loss", "tasks_acc", "tasks_chance", "pool_loss"} <= set(first.cells.columns)
+    assert 0.0 <= row["tasks_acc"] <= 1.0 and row["tasks_chance"] >= 0.5  # two yes/no-style tasks
+
+    # The loss of the subset's own answers goes down after training (base vs the kept adapter).
+    folder = artifact_dir("validate/train", row["key"], tmp_path)
+    from mads_core.model.store import read_meta
+
+    ids = read_meta(folder)["ids"]
+    turns = [pool.turns[pool.index_of(i)] for i in ids]
+    base, tok = train_mod.load_trained(ModelSpec(), settings, None)
+    before, _ = answer_losses(base, tok, turns, max_length=64)
+    tuned, tok = train_mod.load_trained(ModelSpec(), settings, folder)
+    after, _ = answer_losses(tuned, tok, turns, max_length=64)
+    assert np.nanmean(after) < np.nanmean(before) - 0.05
+
+    # Run again: the cell is read from the cache, no trainer runs.
+    runs = train_mod.TRAINER_RUNS
+    again = run_grid(pool, grid, settings, cache=tmp_path)
+    assert runs == train_mod.TRAINER_RUNS and again.trainer_runs == 0
+    assert again.cells.iloc[0]["status"] == "cached"
+    assert again.cells.iloc[0]["tasks_loss"] == row["tasks_loss"]
+    # A new evaluation set re-scores the kept adapter without retraining.
+    rescored = run_grid(pool, GridSpec(**{**grid.__dict__, "eval_per_task": 1}), settings, cache=tmp_path)
+    assert runs == train_mod.TRAINER_RUNS and rescored.cells.iloc[0]["status"] == "scored"

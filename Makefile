@@ -40,8 +40,26 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
-bench: $(STAMP)
-	$(PY) bench/fingerprint.py
+# Peer libraries for bench/select.py (apricot-select, submodlib-py) live in a venv of their own,
+# never in the project's: BENCH_VENV (relative to the repository). Every other bench script runs
+# in the project venv. `make bench` runs every script in bench/ (a failing one stops it).
+BENCH_VENV ?= .venv-bench
+BENCH_PY := $(BENCH_VENV)/bin/python
+BENCH_STAMP := $(BENCH_VENV)/.installed
+BENCH_PEERS := bench/select.py
+
+$(BENCH_STAMP): bench/requirements.txt
+	test -x $(BENCH_PY) || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_PY) -m pip install --quiet --upgrade pip
+	$(BENCH_PY) -m pip install --quiet -r bench/requirements.txt
+	touch $(BENCH_STAMP)
+
+bench: $(PREPARED) $(BENCH_STAMP)
+	@for script in bench/*.py; do \
+		case " $(BENCH_PEERS) " in *" $$script "*) py=$(BENCH_PY);; *) py=$(PY);; esac; \
+		echo "== $$py $$script"; \
+		$$py $$script || exit 1; \
+	done
 
 clean-venv:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(BENCH_VENV)

@@ -26,6 +26,7 @@ PAGE_TITLES = {
     "3_Inspect": ("Inspect", ":material/search:"),
     "4_Export": ("Export", ":material/download:"),
     "5_How_MADS_chooses": ("How MADS chooses", ":material/school:"),
+    "6_Validate": ("Validate", ":material/model_training:"),
 }
 DEFAULTS = FingerprintConfig()
 
@@ -159,7 +160,7 @@ st.logo(str(ROOT / "assets" / "logo.svg"), size="large")
 navigation = st.navigation(_pages())
 deep_link = st.session_state.pop("_deep_link", None)  # set by a page opened before this script ran
 if deep_link:
-    st.switch_page(deep_link)
+    st.switch_page(deep_link, query_params=st.query_params.to_dict())
 st.session_state["_app_ran"] = True
 state.init()
 sidebar()

@@ -2,8 +2,8 @@
 
 Run it in the benchmark venv (bench/README.md, "select"):
 
-    /work/venvs/bench/bin/python bench/select.py            # full run (~5-10 min)
-    /work/venvs/bench/bin/python bench/select.py --quick    # smoke run (~1 min)
+    .venv-bench/bin/python bench/select.py            # full run (~5-10 min)
+    .venv-bench/bin/python bench/select.py --quick    # smoke run (~1 min)
 
 1. Paper scale: synthetic fingerprints with Llama-3.2-3B geometry (N = 52,000 samples,
    D = 28 x 8192 = 229,376 neurons), skewed firing, built once (fixed seed) in packed
@@ -300,7 +300,7 @@ def paper_scale(n: int, d: int, budget: float, seed: int, extra: bool) -> dict:
     return out
 
 
-def peers_52k(n: int, d: int, budget: float, seed: int) -> dict:
+def peers_52k(n: int, d: int, budget: float, seed: int, only: tuple[str, ...] = ()) -> dict:
     """Peer methods (mads_core.select.peers) at N samples: synthetic embeddings, scores and fingerprints.
 
     Embeddings: 384-d, 500 Gaussian clusters (unit rows). IFD: uniform in [0, 1.2) (about
@@ -339,6 +339,8 @@ def peers_52k(n: int, d: int, budget: float, seed: int) -> dict:
     }
     out: dict = {"n": n, "d": d, "budget": budget}
     for name, fn in runs.items():
+        if only and name not in only:
+            continue
         with PeakRSS() as mem:
             t0 = time.perf_counter()
             sel = fn()
@@ -358,11 +360,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--worst-case", action="store_true", help="also time uniform 5%% firing at paper scale")
     ap.add_argument("--peers-52k", action="store_true",
                     help="only time the peer methods (IFD, facility location, DEITA, ...) at N = 52,000")
+    ap.add_argument("--peers", default="", help="with --peers-52k: comma-separated subset of the peer methods")
     args = ap.parse_args(argv)
     if args.peers_52k:
         n, d = (8000, 28 * 1024) if args.quick else (52_000, 28 * 8192)
         print(f"peers at N={n} D={d} budget 15%:", flush=True)
-        res = peers_52k(n, d, 0.15, args.seed)
+        res = peers_52k(n, d, 0.15, args.seed, tuple(p for p in args.peers.split(",") if p))
         OUT.mkdir(parents=True, exist_ok=True)
         (OUT / ("peers_quick.json" if args.quick else "peers_52k.json")).write_text(json.dumps(res, indent=1))
         names = [k for k, v in res.items() if isinstance(v, float) and k != "budget" and not k.endswith("_mib")]

@@ -74,7 +74,7 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--dtype", default="auto", help="auto | float32 | bfloat16 | float16")
     g.add_argument("--trust-remote-code", action="store_true", help="allow code from the model repo (off)")
     g.add_argument(
-        "--layers", default="all", help="'all', '0,5,10', '0-9', '-1' (last) or '-4--1' (default: all)"
+        "--layers", default="all", help="'all', '0,5,10', '0-9', '-1' (last) or '--layers=-4--1' (default: all)"
     )
     g.add_argument("--rule", default=defaults.rule, choices=["threshold", "topk"])
     g.add_argument("--threshold", type=float, default=defaults.threshold, help=f"tau (default {defaults.threshold})")
@@ -390,14 +390,23 @@ def cmd_select(args: argparse.Namespace) -> int:
     fp = None
     if "bits" in needs:
         fp, _ = compute_fingerprints(args, dataset)
-    selection = run_method(
-        args.method, dataset, fp, budget, select_config=select_config, cache=args.cache_dir, seed=args.seed,
-        peer_config=peer_config, model_spec=model_spec_from_args(args),
-        target=target_fingerprints(args) if "target" in needs else None,
-    )
+    progress, close = tqdm_progress("IFD (2 passes)") if "ifd" in needs else (None, lambda: None)
+    try:
+        selection = run_method(
+            args.method, dataset, fp, budget, select_config=select_config, cache=args.cache_dir, seed=args.seed,
+            peer_config=peer_config, model_spec=model_spec_from_args(args),
+            target=target_fingerprints(args) if "target" in needs else None, progress=progress,
+        )
+    finally:
+        close()
     result = export_selection(dataset, selection, budget, args.out, model=model_record(fp) if fp else None)
     print(f"{args.method}: {result.k} of {len(dataset)} samples -> {result.data_path}")
     print(f"manifest -> {result.manifest_path}")
+    if getattr(args, "trainer_configs", False):  # LLaMA-Factory + axolotl configs beside the subset
+        from mads_core.validate.trainer_configs import write_trainer_configs
+
+        for kind, path in write_trainer_configs(dataset, selection.ranking[: result.k], result.data_path).items():
+            print(f"{kind} -> {path}")
     return 0
 
 
@@ -426,6 +435,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
         methods = [m for m in methods if m not in skipped]
     fp, _ = compute_fingerprints(args, dataset)
     target = target_fingerprints(args)
+    if any("ifd" in method_requirements(m, peer_config) for m in methods):  # fill the IFD cache, with progress
+        from mads_core.pipeline import fingerprint_config_of
+        from mads_core.select.ifd import ifd_scores
+
+        progress, close = tqdm_progress("IFD (2 passes)")
+        try:
+            ifd_scores(dataset, model_spec_from_args(args), fingerprint_config_of(fp), args.cache_dir, progress)
+        finally:
+            close()
     progress, close = tqdm_progress("embedding")
     try:
         emb = dataset_embeddings_cached(dataset, args.cache_dir, progress=progress)
@@ -485,6 +503,8 @@ def build_parser() -> argparse.ArgumentParser:
     sel.add_argument("--method", default="mads", choices=list(METHODS))
     sel.add_argument("--budget", default="0.15", help="fraction in (0, 1] or a count in [1, N]")
     sel.add_argument("--out", required=True, help="output file (.json, .jsonl, .csv, .parquet)")
+    sel.add_argument("--trainer-configs", action="store_true",
+                     help="also write LLaMA-Factory and axolotl configs (+ a messages JSONL) beside --out")
     sel.set_defaults(func=cmd_select)
 
     cmp_ = sub.add_parser("compare", help="metrics of every method at several budgets")

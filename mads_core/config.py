@@ -96,6 +96,33 @@ def parse_layer_spec(text: str | None) -> tuple[int, ...] | None:
     return tuple(layers)
 
 
+def format_layer_spec(layers: tuple[int, ...] | list[int] | None) -> str:
+    """(0,1,2,3,7) -> '0-3,7'; (-3,-2,-1) -> '-3--1'; None -> 'all' (inverse of :func:`parse_layer_spec`).
+
+    Runs of three or more consecutive layers become ranges; a run never crosses from
+    negative to non-negative indices (such a range cannot be read back).
+    """
+    if layers is None:
+        return "all"
+    parts: list[str] = []
+    run: list[int] = []
+
+    def flush() -> None:
+        if len(run) > 2:
+            parts.append(f"{run[0]}-{run[-1]}")
+        else:
+            parts.extend(str(i) for i in run)
+
+    for layer in layers:
+        if run and layer == run[-1] + 1 and (layer < 0) == (run[-1] < 0):
+            run.append(layer)
+            continue
+        flush()
+        run = [layer]
+    flush()
+    return ",".join(parts)
+
+
 def resolve_layers(layers: tuple[int, ...] | list[int], n_layers: int) -> tuple[int, ...]:
     """Canonical layer tuple: negatives resolved first, then range-checked, deduplicated, sorted.
 
@@ -163,7 +190,7 @@ class FingerprintConfig:
         to it drives any of its units above the threshold. Dense layers and shared
         experts are unit level either way. Ignored by dense models.
     router_bits: add one bit per (MoE layer, expert), set when any own token was routed
-        to that expert (the router's choices), after the layer's other neurons.
+        to that expert (the router's choices), right after that MoE block's expert neurons.
     """
 
     layers: tuple[int, ...] | None = None

@@ -114,17 +114,18 @@ def run_method(
     model_spec: ModelSpec | None = None,
     target: Fingerprints | None = None,
     ifd: np.ndarray | None = None,
+    progress: Any = None,
 ) -> Selection:
     """The ranking of ``method`` up to ``budget`` (every smaller budget is a prefix).
 
     Peer methods (``mads_core.select.peers``) also read ``peer_config``; IFD comes from
     ``ifd`` or is computed (cached) with ``model_spec`` (default: bundled) and the
     fingerprints' settings; ``target`` is the target set's fingerprints (same model and
-    settings as ``fingerprints``).
+    settings as ``fingerprints``). ``progress(done, total)`` reports IFD forward passes.
     """
     if method in PEERS:
         return _run_peer(method, dataset, fingerprints, budget, select_config, cache, embeddings,
-                         peer_config, model_spec, target, ifd)
+                         peer_config, model_spec, target, ifd, progress)
     needs = method_needs(method)
     if needs == "bits" and fingerprints is None:
         raise ValueError(f"method {method!r} needs activation fingerprints; compute them first")
@@ -158,7 +159,7 @@ def run_method(
 
 
 def _run_peer(method, dataset, fingerprints, budget, select_config, cache, embeddings, peer_config, model_spec,
-              target, ifd) -> Selection:
+              target, ifd, progress=None) -> Selection:
     needs = method_requirements(method, peer_config)
     if "bits" in needs and fingerprints is None:
         raise ValueError(f"method {method!r} needs activation fingerprints; compute them first")
@@ -175,7 +176,7 @@ def _run_peer(method, dataset, fingerprints, budget, select_config, cache, embed
         from mads_core.model.models import model_identity
         from mads_core.select.ifd import ifd_scores
 
-        scores = ifd_scores(dataset, model_spec, fingerprint_config_of(fingerprints), cache)
+        scores = ifd_scores(dataset, model_spec, fingerprint_config_of(fingerprints), cache, progress)
         ifd = np.asarray(scores.ifd)
         extra = {"ifd_model": model_identity(model_spec or ModelSpec()), "ifd_key": scores.key}
     if target is not None:

@@ -186,25 +186,10 @@ def fingerprint_config(values: Mapping[str, Any]) -> FingerprintConfig:
 
 
 def format_layers(layers: Sequence[int] | None) -> str:
-    """(0,1,2,3,7) -> '0-3,7'; None -> 'all' (the inverse of :func:`parse_layers`)."""
-    if layers is None:
-        return "all"
-    parts: list[str] = []
-    run: list[int] = []
-    for layer in layers:
-        if run and layer == run[-1] + 1:
-            run.append(layer)
-            continue
-        if run:
-            parts.append(_run_text(run))
-        run = [layer]
-    if run:
-        parts.append(_run_text(run))
-    return ",".join(parts)
+    """(0,1,2,3,7) -> '0-3,7'; None -> 'all' (the inverse of :func:`parse_layers`; see config.format_layer_spec)."""
+    from mads_core.config import format_layer_spec
 
-
-def _run_text(run: list[int]) -> str:
-    return str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}" if len(run) > 2 else f"{run[0]},{run[1]}"
+    return format_layer_spec(None if layers is None else tuple(layers))
 
 
 def _num(x: float) -> str:
@@ -224,7 +209,8 @@ def fingerprint_flags(config: FingerprintConfig, spec: ModelSpec) -> list[str]:
     if spec.trust_remote_code:
         flags.append("--trust-remote-code")
     if config.layers is not None:
-        flags += ["--layers", format_layers(config.layers)]
+        text = format_layers(config.layers)  # negative layers ('-1'): '--layers=-1', or argparse reads a flag
+        flags += [f"--layers={text}"] if text.startswith("-") else ["--layers", text]
     # Every field is compared with its default whatever the rule: all of them enter the cache key.
     if config.rule != d.rule:
         flags += ["--rule", config.rule]

@@ -131,7 +131,7 @@ def budget_view() -> None:
         with col:
             ui.chart(fig, key=key, on_select=ui.on_map_select(key, open_inspect=True),
                      selection_mode=("points", "box", "lasso"),
-                     data=ui.map_frame(ds, proj.coords, picked), name=key)
+                     data=lambda proj=proj: ui.map_frame(ds, proj.coords, picked), name=key)
     st.caption("Grey: not picked by any highlighted method. **Click a point** to open that sample on Inspect; "
                "pick the lasso or box tool in a map's toolbar to ring the same samples in the other map (linked "
                "views).")
@@ -140,7 +140,8 @@ def budget_view() -> None:
         in_sel = {plots.method_label(m): int(np.isin(linked, idx).sum()) for m, idx in picked.items()}
         lc1.info(f"Linked selection: {len(linked):,} samples — picked among them: "
                  + ", ".join(f"{name} {count}" for name, count in in_sel.items()), icon=":material/link:")
-        lc2.download_button("Download selection", ui.selection_bytes(ds, linked), file_name="lasso-selection.jsonl",
+        lc2.download_button("Download selection", lambda: ui.selection_bytes(ds, linked),
+                            file_name="lasso-selection.jsonl",
                             mime="application/jsonl", icon=":material/download:", on_click="ignore",
                             help="The ringed samples' original records (JSONL, in row order).")
         lc3.button("Clear linked selection", on_click=lambda: st.session_state.update({ui.LINKED: []}))

@@ -185,13 +185,14 @@ def budget_view() -> None:
                                        linked=linked, focus=focus, hover=hover, height=400)
         with col:
             ui.chart(fig, key=key, on_select=ui.on_map_select(key), selection_mode=("points", "box", "lasso"),
-                     data=ui.map_frame(ds, proj.coords, {method: chosen}), name=key)
+                     data=lambda proj=proj: ui.map_frame(ds, proj.coords, {method: chosen}), name=key)
     if len(linked):
         in_chosen = np.isin(linked, chosen)
         c1, c2, c3 = st.columns([4, 1, 1])
         c1.info(f"Linked selection: {len(linked):,} samples, {int(in_chosen.sum()):,} of them picked by "
                 f"{plots.method_label(method)} — ringed in both maps.", icon=":material/link:")
-        c2.download_button("Download selection", ui.selection_bytes(ds, linked), file_name="lasso-selection.jsonl",
+        c2.download_button("Download selection", lambda: ui.selection_bytes(ds, linked),
+                           file_name="lasso-selection.jsonl",
                            mime="application/jsonl", icon=":material/download:", on_click="ignore")
         c3.button("Clear linked selection", on_click=lambda: st.session_state.update({ui.LINKED: []}))
         with st.expander("Linked samples"):

@@ -121,7 +121,7 @@ def page_setup(page_file: str) -> None:
     if st.session_state.get(APP_RAN):
         return
     st.session_state[DEEP_LINK] = Path(page_file).resolve().relative_to(ROOT).as_posix()
-    st.switch_page("app.py")
+    st.switch_page("app.py", query_params=st.query_params.to_dict())  # a shared link keeps its view
 
 
 
@@ -608,22 +608,27 @@ def chart(fig: Any, *, data: Any = None, name: str = "chart", **kwargs: Any) -> 
     an image (``CHART_IMAGE_FORMAT``: SVG, vector, for papers; a PNG comes from the browser's own
     screenshot or from the SVG).
 
-    ``kwargs`` go to ``st.plotly_chart`` (key, on_select, selection_mode...).
+    ``data``: a frame (or a callable returning one, built only on click). ``kwargs`` go to
+    ``st.plotly_chart`` (key, on_select, selection_mode...).
     """
     config = {"toImageButtonOptions": {"format": CHART_IMAGE_FORMAT, "filename": name, "scale": 2},
               "displaylogo": False}
     event = st.plotly_chart(fig, width="stretch", config=config, **kwargs)
     if data is not None:
-        frame = data if isinstance(data, pd.DataFrame) else pd.DataFrame(data)
-        st.download_button("Data (CSV)", frame.to_csv(index=False).encode("utf-8"), file_name=f"{name}.csv",
-                           mime="text/csv", icon=":material/table:", on_click="ignore", key=f"csv_{name}",
-                           type="tertiary")
+
+        def csv() -> bytes:  # built only when clicked (deferred), not on every rerun
+            value = data() if callable(data) else data
+            frame = value if isinstance(value, pd.DataFrame) else pd.DataFrame(value)
+            return frame.to_csv(index=False).encode("utf-8")
+
+        st.download_button("Data (CSV)", csv, file_name=f"{name}.csv", mime="text/csv", icon=":material/table:",
+                           on_click="ignore", key=f"csv_{name}", type="tertiary")
     return event
 
 
 def color_columns(ds: Dataset) -> list[str]:
     """Metadata columns a map can be coloured by: category, source, and each scalar field of the records
-    with at most 40 distinct values (or numeric)."""
+    that is numeric or a label (at most 40 distinct values, and at most one per two samples)."""
 
     def find() -> list[str]:
         out = [c for c, values in (("category", ds.categories), ("source", ds.sources))
@@ -635,7 +640,8 @@ def color_columns(ds: Dataset) -> list[str]:
                     fields.setdefault(key, set()).add(value)
         for key, values in fields.items():
             numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
-            if key not in ("id", "category", "source") and len(values) > 1 and (numeric or len(values) <= 40):
+            few = len(values) <= min(40, max(2, len(ds) // 2))  # a label, not free text
+            if key not in ("id", "category", "source") and len(values) > 1 and (numeric or few):
                 out.append(key)
         return out
 

@@ -93,6 +93,9 @@ def app_page(url: str, width: int, height: int):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": width, "height": height})
+            received: list[int] = []  # sizes of the websocket frames the server sent (payload per rerun)
+            page.on("websocket", lambda ws: ws.on("framereceived", lambda data: received.append(len(data))))
+            page.received = received
             page.goto(url, timeout=60_000)
             page.get_by_role("heading", name="Data & model").wait_for(timeout=120_000)
             yield page
@@ -245,6 +248,20 @@ def test_first_time_user_reaches_compare_moves_the_budget_and_links_the_maps(app
         assert k_after > k_before and "(15.0%)" in after
         wait_until(lambda: mads_points(page) == k_after, 60, f"the map to show {k_after} MADS picks")
         no_exception(page)
+        # one more step: what a single slider move costs end to end, and what it re-sends (a fragment rerun)
+        settle(page)
+        sent_before, moved = len(page.received), time.time()
+        slider.focus()
+        slider.press("ArrowRight")
+        slider.press("ArrowRight")  # 15.2% of 718 = 109 picks (one 0.1% step may round to the same k)
+        wait_until(lambda: mads_points(page) == k_after + 1, 120, "the slider step to reach the map")
+        move_s = time.time() - moved
+        settle(page)
+        log(f"browser slider move: end_to_end_s={move_s:.2f} payload_bytes={sum(page.received[sent_before:])} "
+            f"load_avg_1m={os.getloadavg()[0]:.1f}")
+        slider.press("ArrowLeft")
+        slider.press("ArrowLeft")
+        wait_until(lambda: mads_points(page) == k_after, 120, "the slider back at 15%")
 
         # lasso (from the map's toolbar) around a MADS point of the fingerprint map: ringed in the text map
         plot = page.locator(".js-plotly-plot").first

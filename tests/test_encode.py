@@ -98,6 +98,8 @@ def test_response_gets_its_share_when_prompt_and_response_are_long(tok) -> None:
     assert len(runs) == 2
     avail = sum(len(r) for r in runs)
     assert len(runs[1]) >= avail // 2  # response_share 0.5 of the text budget
+    answer = tok("answer " * 600, add_special_tokens=False)["input_ids"]
+    assert runs[1] == answer[: len(runs[1])]  # the response keeps its head
     less = encode_sample(tok, turns, FingerprintConfig(response_share=0.25), 200)
     assert len(own_runs(less)[1]) < len(runs[1])
 

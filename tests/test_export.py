@@ -131,3 +131,24 @@ def test_export_rejects_bad_requests(alpaca, tmp_path):
         export_selection(alpaca, selection([0, 1], 4), 0, tmp_path / "x.json")
     assert not (tmp_path / "x.json").exists()
     assert manifest_path_for(tmp_path / "x.json").name == "x.json.manifest.json"
+
+
+def test_manifest_and_cli_carry_the_load_report(tmp_path, capsys):
+    from mads_core.cli import main
+
+    cases = Path(__file__).parent / "cases" / "loader"
+    ds = load_records(cases / "prompt_completions_list.jsonl")
+    res = export_selection(ds, selection([2, 0], 3), 2, tmp_path / "o")
+    assert res.data_path.suffix == ".jsonl"  # the input's own container
+    report = res.manifest["load_report"]
+    assert (report["read"], report["kept"], report["same_text"]["count"]) == (3, 3, 1)
+
+    out = tmp_path / "cli" / "core"
+    code = main(["select", "--data", str(cases / "i09b_long_system_prompt.jsonl"), "--method", "random",
+                 "--budget", "2", "--max-tokens", "256", "--out", str(out)])
+    assert code == 0
+    err = capsys.readouterr().err
+    assert "Read 3 records, kept 3." in err and "Truncated 2 samples (context cut to fit the token window):" in err
+    manifest = json.loads(manifest_path_for(out.with_suffix(".jsonl")).read_text(encoding="utf-8"))
+    assert manifest["load_report"]["truncated"]["count"] == 2
+    assert manifest["load_report"]["no_own"]["count"] == 0

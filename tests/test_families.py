@@ -145,10 +145,12 @@ def test_cli_reads_site_granularity_router_bits_and_layer_specs():
     from mads_core.cli import UsageError, build_parser, fingerprint_config_from_args, parse_layers
 
     args = build_parser().parse_args(
-        ["fingerprint", "--site", "product", "--moe-granularity", "expert", "--router-bits", "--layers", "-4--1,0"]
+        ["fingerprint", "--site", "product", "--moe-granularity", "expert", "--router-bits", "--layers=-4--1,0"]
     )
     cfg = fingerprint_config_from_args(args)
-    assert (cfg.site, cfg.moe_granularity, cfg.router_bits, cfg.layers) == ("product", "expert", True, (-4, -3, -2, -1, 0))
+    assert (cfg.site, cfg.moe_granularity, cfg.router_bits) == ("product", "expert", True)
+    assert cfg.layers == (-4, -3, -2, -1, 0)
+    assert fingerprint_config_from_args(build_parser().parse_args(["fingerprint", "--layers", "-1"])).layers == (-1,)
     assert cfg.with_layers(30).layers == (0, 26, 27, 28, 29)
     default = fingerprint_config_from_args(build_parser().parse_args(["fingerprint"]))
     assert default.cache_hash() == FingerprintConfig().cache_hash()
@@ -162,8 +164,9 @@ def test_cli_reads_site_granularity_router_bits_and_layer_specs():
 def test_site_and_moe_settings_enter_the_key_only_off_their_defaults():
     base = FingerprintConfig()
     assert base.cache_hash() == FingerprintConfig(site="gate", moe_granularity="unit", router_bits=False).cache_hash()
-    hashes = {base.cache_hash(), FingerprintConfig(site="product").cache_hash(),
-              FingerprintConfig(moe_granularity="expert").cache_hash(), FingerprintConfig(router_bits=True).cache_hash()}
+    others = [FingerprintConfig(site="product"), FingerprintConfig(moe_granularity="expert"),
+              FingerprintConfig(router_bits=True)]
+    hashes = {base.cache_hash(), *(c.cache_hash() for c in others)}
     assert len(hashes) == 4
     with pytest.raises(ValueError, match="--site"):
         FingerprintConfig(site="up")

@@ -10,11 +10,13 @@ import pytest
 from mads_core.analysis.metrics import (
     category_stats,
     coverage_curves,
+    diversity_curves,
     length_stats,
     metrics_table,
     neuron_coverage,
     overlap,
     text_diversity,
+    text_space,
 )
 from mads_core.select.baselines import select_kcenter_embed, select_random
 from mads_core.select.bitops import pack_bits
@@ -160,3 +162,53 @@ def test_metrics_table_rows_agree_with_single_metrics():
     assert r10 == pytest.approx(sels["kcenter-embed"].coverage[9], abs=1e-5)
     only_text = metrics_table(sels, [5], emb=emb)
     assert "coverage" not in only_text.columns and len(only_text) == 2
+
+
+def _brute_curves(emb: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean NN distance and radius of every prefix from the full distance matrix (float64)."""
+    norms = np.linalg.norm(emb.astype(np.float64), axis=1, keepdims=True)
+    unit = np.divide(emb.astype(np.float64), norms, out=np.zeros(emb.shape), where=norms > 0)
+    dist = np.clip(1 - unit @ unit.T, 0, 2)
+    mean_nn, radius = [], []
+    for k in range(1, len(order) + 1):
+        sub = dist[np.ix_(order[:k], order[:k])].copy()
+        np.fill_diagonal(sub, np.inf)
+        mean_nn.append(sub.min(axis=1).mean() if k >= 2 else np.nan)
+        near = dist[:, order[:k]].min(axis=1)
+        near[order[:k]] = 0.0  # a pick serves itself (even an all-zero row, 1 from everything else)
+        radius.append(near.max())
+    return np.array(mean_nn), np.array(radius)
+
+
+def test_diversity_curves_equal_brute_force_at_every_prefix():
+    # clustered points (the pruning bound rules most of them out) plus a zero row and a duplicate
+    rng = np.random.default_rng(8)
+    centres = rng.normal(size=(6, 40))
+    emb = (centres[rng.integers(0, 6, size=240)] + 0.3 * rng.normal(size=(240, 40))).astype(np.float32)
+    emb[7] = 0.0
+    emb[9] = emb[3]
+    order = rng.permutation(240)[:160]
+    curves = diversity_curves(emb, order)
+    mean_nn, radius = _brute_curves(emb, order)
+    assert len(curves) == 160 and math.isnan(curves.mean_nn[0]) and math.isnan(curves.at(1)[0])
+    np.testing.assert_allclose(curves.mean_nn[1:], mean_nn[1:], atol=1e-5)
+    np.testing.assert_allclose(curves.radius, radius, atol=1e-5)
+    assert np.all(np.diff(curves.radius) <= 1e-12), "the radius never grows along a ranking"
+    # one structure serves many rankings and gives the same curves
+    space = text_space(emb)
+    again = diversity_curves(space, order, upto=50)
+    np.testing.assert_array_equal(again.radius, curves.radius[:50])
+    np.testing.assert_array_equal(again.mean_nn, curves.mean_nn[:50])
+
+
+def test_metrics_table_reads_precomputed_curves_without_measuring():
+    rng = np.random.default_rng(9)
+    emb = rng.normal(size=(80, 8)).astype(np.float32)
+    sels = {"random": select_random(80, 60), "kcenter-embed": select_kcenter_embed(emb, 60)}
+    measured = metrics_table(sels, [7, 33], emb=emb)
+    curves = {m: diversity_curves(emb, sel.ranking) for m, sel in sels.items()}
+    read = metrics_table(sels, [7, 33], diversity=curves)
+    for col in ("mean_nn_distance", "radius"):
+        np.testing.assert_array_equal(read[col].to_numpy(), measured[col].to_numpy())
+    # the k-center radius it recorded is the radius measured along its own ranking
+    np.testing.assert_allclose(curves["kcenter-embed"].radius, sels["kcenter-embed"].coverage, atol=1e-6)

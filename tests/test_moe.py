@@ -246,3 +246,30 @@ def test_unhookable_model_is_refused_before_its_weights_load(bundled_tokenizer, 
     spec = ModelSpec(name=save_family("llama", tmp_path / "llama-tiny", bundled_tokenizer), device="cpu")
     with pytest.raises(FingerprintError, match="out of range: the model has 3 layers"):
         fingerprint.fingerprint_dataset(make_dataset(six_pairs), spec, FingerprintConfig(layers=(5,)), cache=tmp_path)
+
+
+def test_moe_mean_pooling_and_topk_rule_follow_the_routing():
+    model = make_model("qwen3_moe")
+    batch = make_batch(samples(), pad_id=0)
+    own = batch.own.reshape(-1)
+    recorder, _, store = run(model, FingerprintConfig(threshold=-1e9, levels=()))
+    slot = recorder.slots[0]
+    with torch.no_grad():
+        values = reference_expert_values(slot.site, store[0]["x"], "gate")  # (E, S, U)
+    routed = torch.zeros(len(own), E, dtype=torch.bool).scatter_(1, store[0]["idx"], True)
+    keep = (routed & own[:, None]).t().view(E, *batch.own.shape)  # (E, B, T)
+    sums = (values.view(E, *batch.own.shape, U) * keep[..., None]).sum(2)
+    mean = (sums / keep.sum(2, keepdim=True).clamp(min=1)).masked_fill(~keep.any(2)[..., None], float("-inf"))
+    mean = mean.permute(1, 0, 2).reshape(3, E * U).numpy()
+    tau = float(np.quantile(mean[np.isfinite(mean)], 0.6))
+    _, bits, _ = run(model, FingerprintConfig(threshold=tau, levels=(), pooling="mean"))
+    near = np.abs(mean - tau) < 1e-5
+    assert np.array_equal(bits[:, slot.start : slot.stop][~near], (mean > tau)[~near])
+    # top-k: every routed own (token, expert) pair fires its expert's k largest units, nothing else fires
+    k = 3
+    _, bits, _ = run(model, FingerprintConfig(rule="topk", top_k=k))
+    expected = np.zeros((3, E, U), dtype=bool)
+    top = values.topk(k, dim=-1).indices.view(E, *batch.own.shape, k)
+    for e, b, t in keep.nonzero().tolist():
+        expected[b, e, top[e, b, t].numpy()] = True
+    assert np.array_equal(bits[:, slot.start : slot.stop], expected.reshape(3, E * U))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import make_dataset
+
 from mads_core.config import FingerprintConfig, PeerConfig, SelectConfig
 from mads_core.data.loader import DataError
 from mads_core.select.bitops import pack_bits
@@ -270,3 +270,21 @@ def test_every_peer_is_a_pipeline_method():
     assert method_requirements("deita", PeerConfig(deita_score="length")) == {"embeddings", "dataset"}
     assert method_requirements("superfilter") == {"ifd", "embeddings"}
     assert "target" in method_requirements("nait")
+
+
+def test_peers_run_through_the_pipeline_and_repeat_byte_for_byte():
+    from mads_core.pipeline import run_method
+
+    ds = make_dataset([(f"question {i}", "answer " * (i % 7 + 1)) for i in range(30)])
+    emb = np.random.default_rng(7).normal(size=(30, 16)).astype(np.float32)
+    cfg = PeerConfig(deita_score="length", deita_threshold=0.5, n_neighbors=5)
+    for method in ("longest", "deita", "facility-embed"):
+        a = run_method(method, ds, None, 0.5, embeddings=emb, peer_config=cfg)
+        b = run_method(method, ds, None, 0.5, embeddings=emb, peer_config=cfg)
+        assert a.method == method and len(a) == 15 and len(set(a.ranking.tolist())) == 15
+        assert a.ranking.tobytes() == b.ranking.tobytes() and a.settings_hash == b.settings_hash
+        assert "gain" in a.settings
+    with pytest.raises(ValueError, match="needs a target set"):
+        from mads_core.select.peers import run_peer
+
+        run_peer("nait", 3, fingerprints=None, config=cfg)

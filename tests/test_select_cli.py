@@ -87,11 +87,13 @@ def test_mads_continuations_on_real_fingerprints(demo_setup):
 @pytest.mark.model
 def test_compare_report_has_every_method_and_the_unoptimised_measures(demo_setup, tmp_path, capsys):
     out = tmp_path / "report.csv"
-    assert main(["compare", "--data", "demo", "--budgets", "0.05,0.1,0.15", "--out", str(out)]) == 0
+    target = write_alpaca_jsonl(tmp_path / "target.jsonl", 5)  # target-mads / nait need a target set
+    args = ["compare", "--data", "demo", "--budgets", "0.05,0.1,0.15", "--target", str(target), "--out", str(out)]
+    assert main(args) == 0
     table = pd.read_csv(out)
     assert set(table["method"]) == set(METHODS)
     for column in ("coverage", "mean_nn_distance", "radius", "category_coverage", "category_entropy", "len_mean"):
         assert column in table and table[column].notna().all(), column
     first = out.read_bytes()
-    assert main(["compare", "--data", "demo", "--budgets", "0.05,0.1,0.15", "--out", str(out)]) == 0
+    assert main(args) == 0
     assert out.read_bytes() == first

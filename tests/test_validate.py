@@ -124,3 +124,62 @@ def test_one_cell_grid_trains_for_real_and_cached_cells_are_not_retrained(demo, 
     # A new evaluation set re-scores the kept adapter without retraining.
     rescored = run_grid(pool, GridSpec(**{**grid.__dict__, "eval_per_task": 1}), settings, cache=tmp_path)
     assert runs == train_mod.TRAINER_RUNS and rescored.cells.iloc[0]["status"] == "scored"
+
+
+def test_trainer_configs_are_written_beside_an_export_and_merge(demo, tmp_path):
+    import json
+
+    import yaml
+
+    from mads_core.validate.trainer_configs import write_trainer_configs
+
+    rows = [5, 0, 17]
+    paths = write_trainer_configs(demo, rows, tmp_path / "core_a.jsonl")
+    lines = paths["messages"].read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line)["id"] for line in lines] == [demo.ids[i] for i in rows]
+    first = json.loads(lines[0])["messages"]
+    assert [m["content"] for m in first] == [t[1] for t in demo.turns[5]]
+    lf = yaml.safe_load(paths["llamafactory"].read_text(encoding="utf-8"))
+    ax = yaml.safe_load(paths["axolotl"].read_text(encoding="utf-8"))
+    assert lf["dataset"] == "core_a" and lf["finetuning_type"] == "lora"
+    assert ax["datasets"][0]["path"] == "./core_a.messages.jsonl" and ax["datasets"][0]["type"] == "chat_template"
+    write_trainer_configs(demo, [1], tmp_path / "core_b.json")
+    info = json.loads((tmp_path / "dataset_info.json").read_text(encoding="utf-8"))
+    assert set(info) == {"core_a", "core_b"} and info["core_a"]["file_name"] == "core_a.messages.jsonl"
+
+
+def test_selection_never_sees_the_holdout_and_seeds_only_move_seeded_methods(demo):
+    from mads_core.model.fingerprint import Fingerprints
+    from mads_core.select.bitops import pack_bits
+    from mads_core.validate.grid import GridSpec, holdout_split, plan_cells, restrict_fingerprints
+
+    pool = demo.subset(range(120))
+    rng = np.random.default_rng(0)
+    fired = rng.random((len(pool), 300)) < 0.05
+    planes = pack_bits(fired)[None]
+    fp = Fingerprints(planes=planes, n_neurons=300, layers=(0,), layer_offsets=(0, 300), plane_thresholds=(1.0,),
+                      firing_counts=fired.sum(0), token_counts=np.full(len(pool), 10),
+                      truncated=np.zeros(len(pool), bool), key="synthetic")
+    held, rest = holdout_split(pool, 0.1)
+    assert len(held) == 12 and not set(held) & set(rest) and len(held) + len(rest) == len(pool)
+    assert np.array_equal(held, holdout_split(pool, 0.1)[0])
+    sub = restrict_fingerprints(fp, rest)
+    assert np.array_equal(sub.firing_counts, fired[rest].sum(0)) and sub.n_samples == len(rest)
+
+    grid = GridSpec(methods=("mads", "random"), budgets=(0.1,), seeds=(0, 1, 2), holdout=0.1)
+    cells = plan_cells(pool, grid, fp, rest, None, None, None)
+    by = {(c.method, c.seed): set(c.rows.tolist()) for c in cells}
+    assert by[("base", None)] == set()
+    assert all(rows <= set(rest.tolist()) for rows in by.values())  # nothing held out is ever trained on
+    assert by[("full", 0)] == set(rest.tolist())
+    assert len(by[("mads", 0)]) == round(0.1 * len(rest))
+    assert by[("mads", 0)] == by[("mads", 1)] == by[("mads", 2)]  # deterministic method: one subset
+    assert len({frozenset(by[("random", s)]) for s in (0, 1, 2)}) == 3  # random draws with the seed
+
+
+def test_evaluate_command_rejects_bad_flags_with_exit_code_2(capsys):
+    from mads_core.cli import main
+
+    assert main(["evaluate", "--methods", "mads,bogus"]) == 2
+    assert "bogus" in capsys.readouterr().err
+    assert main(["evaluate", "--seeds", "x"]) == 2

@@ -174,7 +174,8 @@ class DiversityCurves:
 
     ``mean_nn[i]``: mean over the first i + 1 picks of the distance to the nearest other
     pick (NaN for i = 0); ``radius[i]``: largest distance of any sample to its nearest pick
-    among the first i + 1. Both float64 (K,). Read a budget k as ``[k - 1]``.
+    among the first i + 1 (a pick is at distance 0 from itself, even an all-zero row, which
+    is at distance 1 from every other sample). Both float64 (K,). Read a budget k as ``[k - 1]``.
     """
 
     mean_nn: np.ndarray

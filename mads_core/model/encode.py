@@ -270,10 +270,11 @@ def encode_sample(tokenizer: Any, turns: Sequence[Any], config: FingerprintConfi
     total = len(prefix) + sum(len(x) for x in ids)
     count_all = config.count_template_tokens
 
-    def assemble(kept: dict[int, int]) -> tuple[list[int], list[bool]]:
+    def assemble(kept: dict[int, int], response: int | None = None) -> tuple[list[int], list[bool]]:
         out, own = list(prefix), [count_all] * len(prefix)
         for k, p in enumerate(pieces):
-            part = ids[k] if k not in kept else _keep(ids[k], kept[k], HEAD_SHARE if p.own else 1.0)
+            share = HEAD_SHARE if p.own and k != response else 1.0  # context and the response keep their head
+            part = ids[k] if k not in kept else _keep(ids[k], kept[k], share)
             out += part
             own += [p.own or count_all] * len(part)
         return out, own
@@ -286,7 +287,7 @@ def encode_sample(tokenizer: Any, turns: Sequence[Any], config: FingerprintConfi
     truncation = getattr(config, "truncation", "context_first")
     if truncation == "context_first" and avail >= 1:
         kept, response = _plan(turns, pieces, texts, avail, getattr(config, "response_share", 0.5))
-        out, own = assemble(kept)
+        out, own = assemble(kept, response)
         cut = sum(len(texts[k]) - n for k, n in kept.items())
         response_cut = response is not None and kept[response] < len(texts[response])
         return EncodedSample(tuple(out), tuple(own), True, response_cut, cut)

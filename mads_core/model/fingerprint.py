@@ -6,6 +6,9 @@ never template, system or padding tokens), run the model with forward hooks on
 each chosen layer's MLP activation, pool each neuron over the own tokens (max by
 default: "fires on any own token"), compare with the thresholds, pack bits.
 
+Where the activation sits in each model family is :mod:`mads_core.model.hooks`;
+mixture-of-experts blocks are recorded routing-aware by :mod:`mads_core.model.moe`.
+
 Why the masking matters: with template and system tokens counted, the system
 prompt dominates a max-over-tokens fingerprint and different samples get
 near-identical fingerprints (measured: six unrelated prompts each fired ~37% of

@@ -24,7 +24,9 @@ positions (not at every token: SmolLM2's 49,152-word vocabulary would otherwise 
 ~800 MB of logits per batch).
 
 Cache: ``<cache>/ifd/<key>`` (``mads_core.model.store``: atomic, checksummed), key =
-dataset content hash + model identity + the settings above + ``IFD_FORMAT_VERSION``.
+dataset content hash + model identity + template, system prompt, token window, truncation
+rule (when not the default) + ``IFD_FORMAT_VERSION``. Fingerprint-only settings
+(layers, threshold, pooling, ...) do not change IFD and are not in the key.
 
 Methods:
 
@@ -133,6 +135,10 @@ def encode_ifd_sample(tokenizer: Any, turns: Sequence[Any], config: FingerprintC
 def ifd_key(dataset_hash: str, identity: dict[str, Any], config: FingerprintConfig, window: int) -> str:
     payload = {"dataset": dataset_hash, "model": identity["hash"], "template": config.template,
                "system_prompt": config.system_prompt, "window": window, "version": IFD_FORMAT_VERSION}
+    default = FingerprintConfig()
+    for name in ("truncation", "response_share"):  # in the key only when not default (keys made before stay valid)
+        if getattr(config, name, None) != getattr(default, name, None):
+            payload[name] = getattr(config, name)
     return sha256_text(canonical_json(payload))[:24]
 
 

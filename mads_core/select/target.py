@@ -34,6 +34,7 @@ import scipy.sparse as sp
 from mads_core.config import SelectConfig
 from mads_core.select import bitops
 from mads_core.select import greedy as _greedy_mod
+from mads_core.select.bitops import ctz64
 from mads_core.select.greedy import Selection, element_weights, resolve_budget
 from mads_core.select.ranking import make_selection, order_by_score, settings_hash
 
@@ -120,18 +121,12 @@ def _projection_energy(bits, v, out):
         for w in range(n_words):
             word = bits[i, w]
             while word:
-                low = word & (~word + np.uint64(1))
-                b = 0
-                t = low
-                while t > np.uint64(1):
-                    t >>= np.uint64(1)
-                    b += 1
-                j = w * 64 + b
+                j = w * 64 + ctz64(word)
                 if j < d:
                     pop += 1
                     for c in range(r):
                         acc[c] += v[j, c]
-                word ^= low
+                word &= word - np.uint64(1)
         if pop == 0:
             out[i] = 0.0
         else:

@@ -40,8 +40,8 @@ def add_evaluate_parser(sub: Any) -> None:
     g.add_argument("--out", default=None, help="per-cell CSV (+ .summary.csv, .paired.csv, .json beside it)")
     t = p.add_argument_group("training (the same for every cell)")
     t.add_argument("--target-model", default=None, help="model to fine-tune (default: --model)")
-    t.add_argument("--train-device", default=t0.device, help="auto | cpu | cuda")
-    t.add_argument("--train-dtype", default=t0.dtype, help="auto | float32 | bfloat16")
+    t.add_argument("--train-device", default=t0.device, help="auto | cpu | cuda (auto: follows --device)")
+    t.add_argument("--train-dtype", default=t0.dtype, help="auto | float32 | bfloat16 (auto: follows --dtype)")
     t.add_argument("--finetune", default=t0.method, choices=["lora", "full"], help="LoRA (peft) or full")
     t.add_argument("--schedule", default=t0.schedule, choices=["steps", "epochs"],
                    help="same optimizer steps for every cell, or same epochs")
@@ -68,6 +68,13 @@ def _seeds(text: str) -> tuple[int, ...]:
     if n < 1:
         raise UsageError("--seeds must be >= 1")
     return tuple(range(n))
+
+
+def _follow(own: str, shared: str, allowed: tuple[str, ...]) -> str:
+    """A training flag left at 'auto' follows the shared --device/--dtype flag when that one is set."""
+    if own == "auto" and shared != "auto" and shared.split(":")[0] in allowed:
+        return shared
+    return own
 
 
 def fmt_seconds(s: float) -> str:
@@ -129,7 +136,8 @@ def run_from_args(args: argparse.Namespace) -> Any:
     settings = TrainSettings(method=args.finetune, schedule=args.schedule, steps=args.steps, epochs=args.epochs,
                              batch_size=args.train_batch_size, grad_accum=args.grad_accum, learning_rate=args.lr,
                              lora_r=args.lora_r, lora_alpha=args.lora_alpha, max_length=args.max_length,
-                             dtype=args.train_dtype, device=args.train_device)
+                             dtype=_follow(args.train_dtype, args.dtype, ("float32", "bfloat16")),
+                             device=_follow(args.train_device, args.device, ("cpu", "cuda")))
     dataset = dataset_from_args(args)
     fp = None
     if any(method_needs(m) == "bits" for m in methods):

@@ -167,20 +167,25 @@ def plan_cells(dataset: Dataset, grid: GridSpec, fingerprints: Any, selectable: 
 
         embeddings = dataset_embeddings_cached(dataset, cache)
     sub_emb = None if embeddings is None else np.asarray(embeddings)[selectable]
-    cells = []
-    for budget in grid.budgets:
-        for method in grid.methods:
-            fixed = None
-            for seed in grid.seeds:
-                if method in SEEDED_METHODS or fixed is None:
-                    sel = run_method(method, sub, sub_fp, budget, select_config=select_config, cache=cache,
-                                     embeddings=sub_emb, seed=seed)
-                    picked = selectable[np.asarray(sel.prefix(budget), dtype=np.int64)]
-                    fixed = picked
-                cells.append(CellPlan(method, budget, seed, fixed))
-    if grid.references:
-        cells.insert(0, CellPlan("base", None, None, np.zeros(0, dtype=np.int64)))
-        for seed in grid.seeds:
+    fixed: dict[tuple[str, float | int], np.ndarray] = {}
+
+    def rows_of(method: str, budget: float | int, seed: int) -> np.ndarray:
+        if method not in SEEDED_METHODS and (method, budget) in fixed:
+            return fixed[(method, budget)]
+        sel = run_method(method, sub, sub_fp, budget, select_config=select_config, cache=cache,
+                         embeddings=sub_emb, seed=seed)
+        picked = selectable[np.asarray(sel.prefix(budget), dtype=np.int64)]
+        fixed[(method, budget)] = picked
+        return picked
+
+    # Seed-major order: a grid stopped part-way holds whole replicates (every method at every
+    # budget for the first seeds), which the paired comparison needs.
+    cells = [CellPlan("base", None, None, np.zeros(0, dtype=np.int64))] if grid.references else []
+    for seed in grid.seeds:
+        for budget in grid.budgets:
+            for method in grid.methods:
+                cells.append(CellPlan(method, budget, seed, rows_of(method, budget, seed)))
+        if grid.references:
             cells.append(CellPlan("full", None, seed, selectable))
     return cells
 

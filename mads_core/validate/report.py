@@ -66,7 +66,8 @@ def wide_table(cells: pd.DataFrame, metric: str) -> pd.DataFrame:
         return f"{r['mean']:.3f} ± {sd} (n={int(r['n'])})"
 
     t["value"] = t.apply(fmt, axis=1)
-    return t.pivot(index="method", columns="budget", values="value").fillna("")
+    wide = t.pivot(index="method", columns="budget", values="value").fillna("")
+    return wide.reindex(index=list(dict.fromkeys(t["method"])), columns=list(dict.fromkeys(t["budget"])))
 
 
 def headline(cells: pd.DataFrame, metric: str = "tasks_loss", a: str = "mads", b: str = "random") -> dict[str, float]:

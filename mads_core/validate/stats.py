@@ -85,7 +85,7 @@ def paired_table(cells: pd.DataFrame, metric: str, methods: list[str] | None = N
 def statement(a: str, b: str, metric: str, stats: dict[str, float]) -> str:
     """One plain sentence: which method scored better and whether the gap exceeds seed noise."""
     mean = stats["mean"]
-    if mean == 0:
+    if abs(mean) < 1e-12:
         return f"{a} and {b} score the same {metric} on every seed."
     better_a = (mean < 0) if lower_is_better(metric) else (mean > 0)
     winner, loser = (a, b) if better_a else (b, a)

@@ -160,12 +160,15 @@ def train_subset(spec: ModelSpec, turns_list: Sequence[Sequence[Sequence[str]]],
     import tempfile
 
     import torch
+    from datasets.utils import logging as ds_logging
     from transformers import TrainerCallback, set_seed
     from trl import SFTConfig, SFTTrainer
 
     device, bf16 = resolve(settings)
     set_seed(seed)
     model, tokenizer = load_base(spec, settings)
+    bars = ds_logging.is_progress_bar_enabled()
+    ds_logging.disable_progress_bar()  # TRL's dataset preparation bars would flood the grid's progress lines
     data, dropped = tokenized_subset(tokenizer, turns_list, settings.max_length)
     if len(data) == 0:
         raise ValueError("no training sample has an assistant turn left after truncation; raise max_length")
@@ -211,6 +214,8 @@ def train_subset(spec: ModelSpec, turns_list: Sequence[Sequence[Sequence[str]]],
             seconds = time.perf_counter() - start
         finally:
             quiet.setLevel(level)
+            if bars:
+                ds_logging.enable_progress_bar()
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     model = trainer.model
     model.eval()

@@ -20,6 +20,9 @@ import sys
 import time
 from pathlib import Path
 
+# bench/ holds select.py: drop this folder from sys.path so it cannot shadow the standard ``select`` module.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 

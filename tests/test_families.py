@@ -182,3 +182,12 @@ def test_a_mistyped_relative_folder_is_not_reported_as_a_hub_model(tmp_path, mon
         with pytest.raises(ModelError, match=r"--model .*: model folder not found \(relative to "):
             spec_kind(ModelSpec(name=name))
     assert spec_kind(ModelSpec(name="HuggingFaceTB/SmolLM2-360M-Instruct")) == "hub"
+
+
+def test_layer_spec_text_round_trips_including_negative_runs():
+    from mads_core.config import format_layer_spec, parse_layer_spec, resolve_layers
+
+    for layers in [None, (0,), (0, 1), (0, 1, 2, 5, 7, 8, 9, 29), (-3, -2, -1), (-1, 0, 1), (-2, -1, 0, 1, 2)]:
+        assert parse_layer_spec(format_layer_spec(layers)) == layers
+    assert format_layer_spec((-4, -3, -2, -1)) == "-4--1"
+    assert resolve_layers((2, -1, 2, 0), 3) == (0, 2)

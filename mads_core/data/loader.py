@@ -70,7 +70,8 @@ class LoadReport:
     ``mads_core.model.encode.window_report``): ``truncated`` (context cut to fit
     ``max_tokens``), ``response_cut`` (the response itself was cut) and ``no_own`` (no own
     token in the window: such a sample cannot be fingerprinted). Each entry is one line
-    "where/id: what". Invariant: ``n_read == n_kept + n_skipped + n_duplicates``.
+    "where/id: what". Invariant: ``n_read == n_kept + n_skipped + n_duplicates``; counts are
+    of samples (a Self-Instruct record with k instances counts k).
     """
 
     n_read: int = 0
@@ -414,7 +415,7 @@ def _check_choice(name: str, value: str, choices: Sequence[str]) -> None:
         raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
 
 
-def _read_items(p: Path, container: str, on_error: str) -> tuple[str, list, tuple[str, ...]]:
+def _read_items(p: Path, container: str) -> tuple[str, list, tuple[str, ...]]:
     opened = open_records(p, container)
     return opened.unit, list(opened.items), opened.notes
 
@@ -445,7 +446,7 @@ def detect_fields(
     p = Path(path)
     check_path(p)
     container = container_of(p)
-    _, items, _ = _read_items(p, container, "skip")
+    _, items, _ = _read_items(p, container)
     good = _good_records(str(p), items, "skip")
     return _detect(str(p), container, good, fmt, text_column, response_column, category_column, id_field)
 
@@ -622,7 +623,7 @@ def load_records(
     p = Path(path)
     check_path(p)
     container = container_of(p)
-    unit, items, notes = _read_items(p, container, on_error)
+    unit, items, notes = _read_items(p, container)
     good = _good_records(str(p), items, on_error)
     det = _detect(str(p), container, good, fmt, text_column, response_column, category_column, id_field)
     assembler = Assembler(dedupe=dedupe, on_error=on_error, id_field=det.id_field)

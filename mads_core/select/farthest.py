@@ -11,8 +11,9 @@ Dense rows (sentence embeddings). A pick needs the distance of every row to it, 
 N = 52,000 x 384 float32 means streaming 80 MB per pick. Most rows cannot get closer to
 the new pick than to their current nearest pick, and a cheap lower bound proves it: with
 ``V`` (d x r) orthonormal (the top right singular vectors of a row sample),
-``||V^T (x - y)|| <= ||x - y||``, read from an (N, r) float32 projection that fits in cache,
-and summed in blocks of 8 dimensions so that most rows are ruled out after a few. Only
+``||V^T (x - y)||^2 + (|x_perp| - |y_perp|)^2 <= ||x - y||^2`` (``x_perp``: the part of x
+outside the projection), read from an (N, r) float32 projection that fits in cache and
+summed in blocks of 8 dimensions so that most rows are ruled out after a few. Only
 rows whose bound is below their current distance (plus a safety margin far above the
 rounding error) get an exact distance. Cosine distance ``1 - cos`` is monotone in the
 euclidean distance between unit rows, ``e = sqrt(2 (1 - cos))``, so the same bound holds
@@ -86,7 +87,7 @@ def _dot8(x, p, xj, acc):
 
 
 @numba.njit(cache=True, nogil=True)
-def _walk_dense(x, z, sq, cosine, margin, follow, order, start, k, ranking, gains, radius, mean_nn, stats):
+def _walk_dense(x, z, rest, sq, cosine, margin, follow, order, start, k, ranking, gains, radius, mean_nn, stats):
     """Farthest-first (``follow`` False) or a given ``order``: see :class:`DenseSpace`."""
     n, d = x.shape
     r = z.shape[1]
@@ -112,6 +113,7 @@ def _walk_dense(x, z, sq, cosine, margin, follow, order, start, k, ranking, gain
         for t in range(r):
             zj[t] = z[j, t]
         sqj = sq[j]
+        rest_j = rest[j]
         best = -1.0
         nxt = -1
         rad = 0.0
@@ -123,7 +125,8 @@ def _walk_dense(x, z, sq, cosine, margin, follow, order, start, k, ranking, gain
             if m < np.inf:
                 lim = (np.sqrt(2.0 * m) if cosine else m) + margin
                 lim2 = lim * lim
-                lb = 0.0
+                q = rest[p] - rest_j
+                lb = q * q
                 t = 0
                 while t < r8:
                     for u in range(t, t + 8):
@@ -307,7 +310,10 @@ class DenseSpace:
 
         basis = prune_basis(self.x, dims, seed=seed)
         with threadpool_limits(limits=1, user_api="blas"):
-            self.z = np.ascontiguousarray((self.x.astype(np.float64) @ basis).astype(np.float32))
+            z = self.x.astype(np.float64) @ basis
+        self.z = np.ascontiguousarray(z.astype(np.float32))
+        # norm of each row outside the projection: | |x_p - P x_p| - |x_j - P x_j| | also bounds |x_p - x_j|
+        self.rest = np.sqrt(np.maximum(self.sq - np.einsum("ij,ij->i", z, z), 0.0))
         scale = float(np.sqrt(self.sq.max(initial=0.0))) if metric == "euclidean" else 1.0
         self.margin = PRUNE_MARGIN * max(1.0, scale)
         self.exact_distances = 0  # rows measured exactly in the last walk (the rest were pruned)
@@ -320,7 +326,7 @@ class DenseSpace:
         ranking = np.empty(k, dtype=np.int64)
         gains, radius, mean_nn = (np.empty(k, dtype=np.float64) for _ in range(3))
         stats = np.zeros(1, dtype=np.int64)
-        _walk_dense(self.x, self.z, self.sq, self.metric == "cosine", self.margin, follow, order, int(start),
+        _walk_dense(self.x, self.z, self.rest, self.sq, self.metric == "cosine", self.margin, follow, order, int(start),
                     int(k), ranking, gains, radius, mean_nn, stats)
         self.exact_distances = int(stats[0])
         return ranking, gains, radius, mean_nn

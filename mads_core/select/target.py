@@ -88,8 +88,9 @@ def select_target_mads(
 
 
 def _target_matrix(target_bits: np.ndarray, n_neurons: int) -> sp.csr_matrix:
-    fired = bitops.unpack_bits(np.asarray(target_bits), n_neurons)
-    return sp.csr_matrix(fired.astype(np.float32))
+    rows, cols = np.nonzero(bitops.unpack_bits(np.asarray(target_bits), n_neurons))
+    data = np.ones(rows.size, dtype=np.float64)
+    return sp.csr_matrix((data, (rows, cols)), shape=(np.asarray(target_bits).shape[0], n_neurons))
 
 
 def target_directions(target_bits: np.ndarray, n_neurons: int, n_directions: int = DEFAULT_DIRECTIONS

@@ -114,6 +114,25 @@ def load_choice(choice: DataChoice) -> Dataset:
     )
 
 
+def with_window_report(dataset: Dataset, spec: ModelSpec, config: FingerprintConfig) -> Dataset:
+    """The dataset with its load report's token-window fields filled, exactly as the CLI fills them
+    (``cli.with_window_report``: truncated, response cut, no own token), so an export's manifest is the
+    CLI's byte for byte. Needs only the model's tokenizer; when it cannot be loaded the report stays.
+    """
+    from mads_core.model.encode import window_report
+
+    try:
+        from transformers import AutoTokenizer
+
+        from mads_core.model.models import model_source
+
+        tokenizer = AutoTokenizer.from_pretrained(model_source(spec), trust_remote_code=spec.trust_remote_code,
+                                                  local_files_only=True)
+    except Exception:  # the model run reports model problems itself
+        return dataset
+    return dataset.with_report(window_report(dataset, tokenizer, config))
+
+
 def save_upload(filename: str, data: bytes, root: str | Path | None = None) -> Path:
     """Keep an uploaded file under ``<cache>/uploads/<sha256[:16]>/<name>`` (same bytes, same path).
 

@@ -53,7 +53,9 @@ model = session.model_record(method, fp)
 
 def _write() -> tuple[bytes, bytes, dict]:
     folder = Path(tempfile.mkdtemp(prefix="mads-export-"))
-    result = export.export_selection(ds, sel, int(k), folder / name, model=model)
+    # the manifest's load report carries the token-window counts, as the CLI's does
+    reported = session.with_window_report(ds, s.model, s.fingerprint)
+    result = export.export_selection(reported, sel, int(k), folder / name, model=model)
     data, manifest = result.data_path.read_bytes(), result.manifest_path.read_bytes()
     for p in (result.data_path, result.manifest_path):
         p.unlink(missing_ok=True)
@@ -61,7 +63,7 @@ def _write() -> tuple[bytes, bytes, dict]:
     return data, manifest, result.manifest
 
 
-key = f"{ds.content_hash()}|{fp.key}|{sel.settings_hash}|{method}|{k}|{name}"
+key = f"{ds.content_hash()}|{fp.key}|{sel.settings_hash}|{method}|{k}|{name}|{s.model}|{s.fingerprint.cache_hash()}"
 with ui.guard("Export failed"):
     data, manifest_bytes, manifest = ui.memo("export", key, _write, recent=True)
 

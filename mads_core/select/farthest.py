@@ -175,9 +175,10 @@ def _walk_sparse(indptr, indices, data, t_indptr, t_indices, t_data, max_w, sq, 
     """Farthest-first over CSR rows; dot products from the postings of the pick's columns.
 
     With non-negative data (TF-IDF), a pick's most common columns are skipped when the most
-    they can add to any dot product (pick weight x the column's largest weight, summed)
-    cannot bring a row closer than the current radius: only rows sharing one of its other
-    columns are measured, by their own row (same products, same ascending column order).
+    they can add to any dot product (the smaller of: pick weight x the column's largest
+    weight, summed; the norm of the pick's skipped part x the largest row norm) cannot bring
+    a row closer than the current radius: only rows sharing one of its other columns are
+    measured, by their own row (same products, same ascending column order).
     """
     n = indptr.shape[0] - 1
     n_cols = t_indptr.shape[0] - 1
@@ -188,6 +189,7 @@ def _walk_sparse(indptr, indices, data, t_indptr, t_indices, t_data, max_w, sq, 
     touched = np.empty(n, dtype=np.int64)
     dense_j = np.zeros(n_cols, dtype=np.float64)
     min_sq = sq.min() if n else 0.0
+    max_norm = np.sqrt(sq.max()) if n else 0.0
     n_exact = 0
     j = start
     for i in range(k):
@@ -207,11 +209,14 @@ def _walk_sparse(indptr, indices, data, t_indptr, t_indices, t_data, max_w, sq, 
             for q in range(lo, hi):
                 df[q - lo] = t_indptr[indices[q] + 1] - t_indptr[indices[q]]
             skip = np.zeros(hi - lo, dtype=np.bool_)
-            ub = 0.0
+            ub = 0.0  # sum of pick weight x the column's largest weight over the skipped columns
+            ss = 0.0  # squared norm of the pick's skipped part (Cauchy-Schwarz: dot <= sqrt(ss) * max_norm)
             for u in np.argsort(-df, kind="mergesort"):
-                add = np.float64(data[lo + u]) * max_w[indices[lo + u]]
-                if ub + add <= thr:
+                wj = np.float64(data[lo + u])
+                add = wj * max_w[indices[lo + u]]
+                if min(ub + add, np.sqrt(ss + wj * wj) * max_norm) <= thr:
                     ub += add
+                    ss += wj * wj
                     skip[u] = True
             for q in range(lo, hi):
                 dense_j[indices[q]] = data[q]

@@ -66,7 +66,7 @@ class GridSpec:
     holdout: float = 0.05
     references: bool = True
     eval_tasks: tuple[str, ...] | None = None
-    eval_per_task: int = 4
+    eval_per_task: int = 3
     max_new_tokens: int = 8
     eval_batch_size: int = 16
 

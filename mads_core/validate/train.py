@@ -52,9 +52,9 @@ class TrainSettings:
 
     method: str = "lora"
     schedule: str = "steps"
-    steps: int = 5
+    steps: int = 4
     epochs: float = 1.0
-    batch_size: int = 8
+    batch_size: int = 4
     grad_accum: int = 1
     learning_rate: float = 5e-4
     lr_scheduler: str = "constant"
@@ -64,7 +64,7 @@ class TrainSettings:
     lora_alpha: int = 32
     lora_dropout: float = 0.0
     lora_targets: str = "all-linear"
-    max_length: int = 128
+    max_length: int = 96
     dtype: str = "auto"
     device: str = "auto"
 

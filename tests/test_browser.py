@@ -172,8 +172,8 @@ def compare_state(page) -> dict:
     methods = page.locator('[data-testid="stMultiSelectTagsContainer"]').first.locator("[data-tag]")
     curves = page.evaluate("""() => {
         const gd = [...document.querySelectorAll('.js-plotly-plot')].find(
-            g => g._fullLayout && (g._fullLayout.title.text || '').startsWith('Neuron coverage'));
-        return gd ? gd._fullData.filter(t => t.mode === 'lines').map(t => t.name) : null; }""")
+            g => ((g.layout && g.layout.title && g.layout.title.text) || '').includes('Neuron coverage'));
+        return gd ? gd.data.filter(t => t.mode === 'lines').map(t => t.name) : null; }""")
     return {
         "methods": [methods.nth(i).get_attribute("aria-label") for i in range(methods.count())],
         "neighbours": number_input(page, "Neighbours"),
@@ -186,6 +186,12 @@ def compare_state(page) -> dict:
 
 def number_input(page, label: str) -> str:
     return page.locator('[data-testid="stNumberInput"]', has_text=label).first.locator("input").input_value()
+
+
+def text_box(page, label: str):
+    """The input of the sidebar text field labelled ``label``."""
+    return page.get_by_test_id("stSidebar").locator('[data-testid="stTextInput"]', has_text=label).first \
+        .locator("input")
 
 
 def sidebar_radio(page, label: str) -> None:
@@ -233,7 +239,7 @@ def test_first_time_user_reaches_compare_moves_the_budget_and_links_the_maps(app
         settle(page)
         assert compare_state(page) == controls
         page.get_by_test_id("stSidebar").get_by_text("Fingerprint settings").click()
-        layers = page.get_by_test_id("stSidebar").get_by_label("Layers")
+        layers = text_box(page, "Layers")
         layers.fill("0-x")
         layers.press("Enter")
         wait_until(lambda: "Settings problem" in page.inner_text("body"), 60, "the layer problem")
@@ -316,7 +322,7 @@ def test_first_time_user_reaches_compare_moves_the_budget_and_links_the_maps(app
         path = tmp_path / "tiny.jsonl"
         path.write_text("".join(json.dumps({"instruction": q, "input": "", "output": a}) + "\n" for q, a in TINY),
                         encoding="utf-8")
-        box = page.get_by_test_id("stSidebar").get_by_label("Path to a records file")
+        box = text_box(page, "Path to a records file")
         box.fill(str(path))
         box.press("Enter")
         wait_until(lambda: "of N = 12 samples" in page.inner_text("body"), 600, "the 12-sample file's budget")

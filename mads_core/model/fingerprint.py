@@ -31,7 +31,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -555,7 +555,13 @@ def result_meta(
     recorder: ActivationRecorder,
     window: int,
 ) -> dict[str, Any]:
-    """``meta.json`` content of an assembled result (the same whichever engine computed it)."""
+    """``meta.json`` content of an assembled result (the same whichever engine computed it).
+
+    Settings are recorded with canonical layers (as the recorder resolved them), so
+    ``--layers -1`` and ``--layers 29`` write the same bytes.
+    """
+    if config.layers is not None:
+        config = replace(config, layers=tuple(recorder.layers))
     return {
         "key": key,
         "format_version": FINGERPRINT_FORMAT_VERSION,

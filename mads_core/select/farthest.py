@@ -204,11 +204,12 @@ def _walk_sparse(indptr, indices, data, t_indptr, t_indices, t_data, max_w, sq, 
         rad_now = val[j]
         thr = 1.0 - rad_now if cosine else 0.5 * (min_sq + sqj - rad_now * rad_now)
         thr -= 1e-9 * (1.0 + abs(thr))
+        use_rows = False
+        skip = np.zeros(hi - lo, dtype=np.bool_)
         if i > 0 and nonneg and thr >= 0.0:
             df = np.empty(hi - lo, dtype=np.int64)
             for q in range(lo, hi):
                 df[q - lo] = t_indptr[indices[q] + 1] - t_indptr[indices[q]]
-            skip = np.zeros(hi - lo, dtype=np.bool_)
             ub = 0.0  # sum of pick weight x the column's largest weight over the skipped columns
             ss = 0.0  # squared norm of the pick's skipped part (Cauchy-Schwarz: dot <= sqrt(ss) * max_norm)
             for u in np.argsort(-df, kind="mergesort"):
@@ -218,6 +219,14 @@ def _walk_sparse(indptr, indices, data, t_indptr, t_indices, t_data, max_w, sq, 
                     ub += add
                     ss += wj * wj
                     skip[u] = True
+            saved = 0
+            for u in range(hi - lo):
+                if skip[u]:
+                    saved += df[u]
+            # measuring a touched row by its own row costs more than a posting: worth it only when the
+            # skipped postings are at least half of the pick's postings
+            use_rows = 2 * saved >= df.sum()
+        if use_rows:
             for q in range(lo, hi):
                 dense_j[indices[q]] = data[q]
                 if skip[q - lo]:

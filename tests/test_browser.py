@@ -319,15 +319,22 @@ def test_first_time_user_reaches_compare_moves_the_budget_and_links_the_maps(app
         assert SCREENSHOT.stat().st_size > 20_000
 
         # issue 13 item 1: a click on a map point opens that sample (on Inspect)
+        page.get_by_role("button", name="Clear linked selection").first.click()  # no rings over the points
+        wait_until(lambda: "Linked selection:" not in page.inner_text("body"), 60, "the linked selection cleared")
+        settle(page)
         plot = page.locator(".js-plotly-plot").first
         plot.scroll_into_view_if_needed()
         plot.hover()
         plot.locator('[data-title="Pan"]').click()  # leave the lasso: clicks select points again
         time.sleep(1)
-        xy = point_xy(page, index=1)
+        xy = point_xy(page, index=loneliest_mads_point(page))  # no other point near it: the click is unambiguous
+        page.mouse.move(xy["x"], xy["y"])
+        time.sleep(0.5)
         page.mouse.click(xy["x"], xy["y"])
-        wait_until(lambda: f"Sample row {xy['row']:,}" in page.inner_text("body"), 120,
-                   f"sample row {xy['row']} to open on Inspect")
+        wait_until(lambda: "Inspect the picks" in page.inner_text("body"), 120, "the click to open Inspect")
+        wait_until(lambda: "Sample row" in page.inner_text("body"), 120, "the clicked sample to open")
+        opened = int(re.search(r"Sample row ([\d,]+)", page.inner_text("body")).group(1).replace(",", ""))
+        assert opened == xy["row"], (opened, xy)
         assert page.get_by_role("heading", name="Inspect the picks").count() == 1
         no_exception(page)
         settle(page)
@@ -357,6 +364,27 @@ TINY = [("Name three primary colors.", "Red, yellow and blue."), ("What is 7 tim
         ("Why is the sea salty?", "Rivers carry dissolved minerals into it."),
         ("Spell 'necessary'.", "N-E-C-E-S-S-A-R-Y.")]
 INSPECT_SCREENSHOT = ROOT / "assets" / "inspect.png"
+
+
+def loneliest_mads_point(page) -> int:
+    """Index of the MADS point of the fingerprint map farthest from every other drawn point."""
+    return page.evaluate("""() => {
+        const gd = document.querySelectorAll('.js-plotly-plot')[0];
+        const all = [];
+        gd._fullData.forEach(t => {
+            for (let i = 0; i < t.x.length; i++) all.push([t.x[i], t.y[i], t.customdata[i]]); });
+        const tr = gd._fullData.find(t => (t.name || '').startsWith('MADS'));
+        let best = 0, bestGap = -1;
+        for (let i = 0; i < tr.x.length; i++) {
+            let gap = Infinity;
+            for (const [x, y, row] of all) {
+                if (row === tr.customdata[i]) continue;
+                gap = Math.min(gap, Math.hypot(gd._fullLayout.xaxis.l2p(x) - gd._fullLayout.xaxis.l2p(tr.x[i]),
+                                               gd._fullLayout.yaxis.l2p(y) - gd._fullLayout.yaxis.l2p(tr.y[i])));
+            }
+            if (gap > bestGap) { bestGap = gap; best = i; }
+        }
+        return best; }""")
 
 
 def point_xy(page, index: int = 0) -> dict:

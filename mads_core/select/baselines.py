@@ -36,7 +36,7 @@ import scipy.sparse as sp
 
 from mads_core.config import canonical_json, sha256_text
 from mads_core.select.bitops import ctz64, popcount64
-from mads_core.select.farthest import DenseSpace, SparseSpace
+from mads_core.select.farthest import DenseSpace
 from mads_core.select.greedy import Selection, resolve_budget
 
 # Fixed TF-IDF settings (recorded in each Selection's settings).
@@ -116,8 +116,6 @@ class _RowDistance:
         if metric == "cosine":
             X = _unit_rows(X, self.sq)
             self.sq = (self.sq > 0).astype(np.float64)
-        if self.sparse:
-            X.sort_indices()  # fixes the order in which a row's products are summed
         self.X = X
         self._xt: sp.csr_matrix | None = None
 
@@ -203,10 +201,9 @@ def kcenter_greedy(
 
     ``start="mean"`` begins at the row nearest the mean (see module docstring);
     an int starts at that row. Memory is O(N): one running min-distance vector.
-    Dense rows use the pruned exact kernel of :class:`mads_core.select.farthest.DenseSpace`,
-    sparse rows the postings kernel of :class:`~mads_core.select.farthest.SparseSpace`;
-    both make exactly the picks of :func:`kcenter_reference` (float64 distances, ties to
-    the lowest row index) in a fraction of its time.
+    Dense rows use the pruned exact kernel of :class:`mads_core.select.farthest.DenseSpace`
+    (exactly the picks of :func:`kcenter_reference`, ties to the lowest row index); sparse
+    rows (TF-IDF) one scipy product of the pick's row with the transposed matrix per pick.
     """
     n = X.shape[0]
     if n == 0:
@@ -214,8 +211,10 @@ def kcenter_greedy(
     k = resolve_budget(budget, n)
     rd = _RowDistance(X, metric)
     first = _start_index(start, n, lambda: rd.to_vector(rd.mean_vector()))
-    space = SparseSpace(rd.X, metric) if rd.sparse else DenseSpace(rd.X, metric)
-    ranking, gains, radius = space.farthest_first(k, first)
+    if rd.sparse:  # scipy's postings product per pick (measured faster than a numba kernel here)
+        ranking, gains, radius = _farthest_first(n, k, first, rd.to_row)
+    else:
+        ranking, gains, radius = DenseSpace(rd.X, metric).farthest_first(k, first)
     info = {"budget": budget, "metric": metric, "start": start, **(settings or {})}
     return _selection(method, n, ranking, gains, radius, info)
 
@@ -234,17 +233,12 @@ def kcenter_reference(
     rd = _RowDistance(X, metric)
     first = _start_index(start, n, lambda: rd.to_vector(rd.mean_vector()))
     if rd.sparse:
-        x64 = sp.csr_matrix(rd.X, dtype=np.float64)
-        xt = x64.T.tocsr()
+        return _farthest_first(n, k, first, rd.to_row)  # what kcenter_greedy runs for sparse rows
+    xd = np.ascontiguousarray(rd.X)
 
-        def row(j: int) -> np.ndarray:
-            dots = (x64[j] @ xt).toarray().ravel()
-            return _dist_from_dots(dots, rd, j)
-    else:
-        xd = np.ascontiguousarray(rd.X)
+    def row(j: int) -> np.ndarray:
+        return _dist_from_dots(_ordered_dots(xd, j), rd, j)
 
-        def row(j: int) -> np.ndarray:
-            return _dist_from_dots(_ordered_dots(xd, j), rd, j)
     return _farthest_first(n, k, first, row)
 
 

@@ -1,4 +1,4 @@
-"""Exact farthest-point kernels (numba): greedy k-center and prefix spread curves.
+"""Exact farthest-point kernel (numba) for dense rows: greedy k-center and prefix spread curves.
 
 Both walk a pick order over N rows and keep, for every row, the distance to its nearest
 pick (for a picked row: to its nearest *other* pick). Greedy k-center (Gonzalez's
@@ -20,14 +20,10 @@ euclidean distance between unit rows, ``e = sqrt(2 (1 - cos))``, so the same bou
 (an all-zero row is at cosine distance 1 from everything, i.e. e = sqrt(2) >= any bound).
 Skipping a row is therefore exact: its nearest distance would not have changed.
 
-Sparse rows (TF-IDF). The dot products of a pick with every row come from the postings
-(column lists) of the pick's terms only; every other row has dot product 0.
-
 Arithmetic. Exact distances are sums of products in a fixed order, so results do not depend
 on BLAS, threads or the pruning: the same input gives the same picks on every machine.
-Dense rows: products and sums in the rows' dtype (float32 embeddings: float32, relative
-error ~1e-7, like BLAS), 8 interleaved lanes, combined pairwise. Sparse rows: float64 sums
-of the products in ascending column order. Cosine: ``clip(1 - dot, 0, 2)`` of unit rows;
+Products and sums are in the rows' dtype (float32 embeddings: float32, relative error
+~1e-7, like BLAS), 8 interleaved lanes, combined pairwise. Cosine: ``clip(1 - dot, 0, 2)`` of unit rows;
 euclidean: ``sqrt(max(|x|^2 - 2 x.y + |y|^2, 0))``.
 """
 
@@ -35,7 +31,6 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-import scipy.sparse as sp
 
 # Dimensions of the pruning projection and the rows sampled to fit it.
 PRUNE_DIMS = 64
@@ -169,140 +164,6 @@ def _walk_dense(x, z, rest, sq, cosine, margin, follow, order, start, k, ranking
     stats[0] = n_exact
 
 
-@numba.njit(cache=True, nogil=True)
-def _walk_sparse(indptr, indices, data, t_indptr, t_indices, t_data, max_w, sq, cosine, nonneg, start, k,
-                 ranking, gains, radius, stats):
-    """Farthest-first over CSR rows; dot products from the postings of the pick's columns.
-
-    With non-negative data (TF-IDF), a pick's most common columns are skipped when the most
-    they can add to any dot product (the smaller of: pick weight x the column's largest
-    weight, summed; the norm of the pick's skipped part x the largest row norm) cannot bring
-    a row closer than the current radius: only rows sharing one of its other columns are
-    measured, by their own row (same products, same ascending column order).
-    """
-    n = indptr.shape[0] - 1
-    n_cols = t_indptr.shape[0] - 1
-    val = np.full(n, np.inf)
-    picked = np.zeros(n, dtype=np.bool_)
-    acc = np.zeros(n, dtype=np.float64)
-    mark = np.zeros(n, dtype=np.bool_)
-    touched = np.empty(n, dtype=np.int64)
-    dense_j = np.zeros(n_cols, dtype=np.float64)
-    min_sq = sq.min() if n else 0.0
-    max_norm = np.sqrt(sq.max()) if n else 0.0
-    n_exact = 0
-    j = start
-    for i in range(k):
-        ranking[i] = j
-        gains[i] = val[j] if i > 0 else np.nan
-        picked[j] = True
-        lo, hi = indptr[j], indptr[j + 1]
-        sqj = sq[j]
-        n_touched = 0
-        # rows whose dot product with the pick is at most thr cannot get closer than the radius;
-        # thr >= 0 also covers the rows sharing no column with the pick (dot 0)
-        rad_now = val[j]
-        thr = 1.0 - rad_now if cosine else 0.5 * (min_sq + sqj - rad_now * rad_now)
-        thr -= 1e-9 * (1.0 + abs(thr))
-        use_rows = False
-        skip = np.zeros(hi - lo, dtype=np.bool_)
-        if i > 0 and nonneg and thr >= 0.0:
-            df = np.empty(hi - lo, dtype=np.int64)
-            for q in range(lo, hi):
-                df[q - lo] = t_indptr[indices[q] + 1] - t_indptr[indices[q]]
-            ub = 0.0  # sum of pick weight x the column's largest weight over the skipped columns
-            ss = 0.0  # squared norm of the pick's skipped part (Cauchy-Schwarz: dot <= sqrt(ss) * max_norm)
-            for u in np.argsort(-df, kind="mergesort"):
-                wj = np.float64(data[lo + u])
-                add = wj * max_w[indices[lo + u]]
-                if min(ub + add, np.sqrt(ss + wj * wj) * max_norm) <= thr:
-                    ub += add
-                    ss += wj * wj
-                    skip[u] = True
-            saved = 0
-            for u in range(hi - lo):
-                if skip[u]:
-                    saved += df[u]
-            # measuring a touched row by its own row costs more than a posting: worth it only when the
-            # skipped postings are at least half of the pick's postings
-            use_rows = 2 * saved >= df.sum()
-        if use_rows:
-            for q in range(lo, hi):
-                dense_j[indices[q]] = data[q]
-                if skip[q - lo]:
-                    continue
-                col = indices[q]
-                for s in range(t_indptr[col], t_indptr[col + 1]):
-                    p = t_indices[s]
-                    if not mark[p]:
-                        mark[p] = True
-                        touched[n_touched] = p
-                        n_touched += 1
-            for s in range(n_touched):
-                p = touched[s]
-                if picked[p]:
-                    continue
-                dot = 0.0
-                for q in range(indptr[p], indptr[p + 1]):
-                    w = dense_j[indices[q]]
-                    if w != 0.0:
-                        dot += w * data[q]
-                acc[p] = dot
-            n_exact += n_touched
-            for q in range(lo, hi):
-                dense_j[indices[q]] = 0.0
-            best = -1.0
-            nxt = -1
-            rad = 0.0
-            for s in range(n_touched):
-                p = touched[s]
-                if not picked[p]:
-                    dist = _distance(acc[p], sq[p], sqj, cosine)
-                    if dist < val[p]:
-                        val[p] = dist
-            for p in range(n):
-                if not picked[p]:
-                    m = val[p]
-                    if m > rad:
-                        rad = m
-                    if m > best:
-                        best = m
-                        nxt = p
-        else:
-            for q in range(lo, hi):
-                col = indices[q]
-                v = np.float64(data[q])
-                for s in range(t_indptr[col], t_indptr[col + 1]):
-                    p = t_indices[s]
-                    if not mark[p]:
-                        mark[p] = True
-                        touched[n_touched] = p
-                        n_touched += 1
-                    acc[p] += v * t_data[s]
-            n_exact += n
-            best = -1.0
-            nxt = -1
-            rad = 0.0
-            for p in range(n):
-                dist = _distance(acc[p], sq[p], sqj, cosine)
-                if not picked[p]:
-                    if dist < val[p]:
-                        val[p] = dist
-                    m = val[p]
-                    if m > rad:
-                        rad = m
-                    if m > best:
-                        best = m
-                        nxt = p
-        for s in range(n_touched):
-            p = touched[s]
-            acc[p] = 0.0
-            mark[p] = False
-        radius[i] = rad
-        j = nxt
-    stats[0] = n_exact
-
-
 class DenseSpace:
     """Rows of a dense matrix under cosine (rows scaled to unit length) or euclidean distance.
 
@@ -368,35 +229,3 @@ class DenseSpace:
             raise ValueError(f"order must hold distinct row ids in [0, {self.n})")
         _, _, radius, mean_nn = self._walk(True, order, int(order[0]), order.size)
         return mean_nn, radius
-
-
-class SparseSpace:
-    """CSR rows under cosine (unit rows given) or euclidean distance, for farthest-first."""
-
-    def __init__(self, x: sp.spmatrix, metric: str):
-        if metric not in ("cosine", "euclidean"):
-            raise ValueError(f"metric must be 'cosine' or 'euclidean', got {metric!r}")
-        x = sp.csr_matrix(x)
-        x.sort_indices()
-        self.metric = metric
-        self.x = x
-        self.t = sp.csr_matrix(x.T)  # postings: for each column, its rows in ascending order
-        self.t.sort_indices()
-        self.sq = np.asarray(x.multiply(x).sum(axis=1), dtype=np.float64).ravel()
-        self.nonneg = bool(x.nnz == 0 or x.data.min() >= 0)
-        self.max_w = np.zeros(x.shape[1], dtype=np.float64)  # largest weight of each column
-        if x.nnz:
-            np.maximum.at(self.max_w, x.indices, np.abs(x.data).astype(np.float64))
-        self.exact_distances = 0
-
-    def farthest_first(self, k: int, start: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(ranking, gains, radius) as :meth:`DenseSpace.farthest_first`."""
-        ranking = np.empty(k, dtype=np.int64)
-        gains, radius = np.empty(k, dtype=np.float64), np.empty(k, dtype=np.float64)
-        x, t = self.x, self.t
-        stats = np.zeros(1, dtype=np.int64)
-        _walk_sparse(x.indptr.astype(np.int64), x.indices.astype(np.int64), x.data.astype(np.float64),
-                     t.indptr.astype(np.int64), t.indices.astype(np.int64), t.data.astype(np.float64), self.max_w,
-                     self.sq, self.metric == "cosine", self.nonneg, int(start), int(k), ranking, gains, radius, stats)
-        self.exact_distances = int(stats[0])
-        return ranking, gains, radius

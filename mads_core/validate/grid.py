@@ -266,6 +266,7 @@ def run_grid(dataset: Dataset, grid: GridSpec, settings: TrainSettings, *, targe
             if plan.method == "base":
                 model, tokenizer = train_mod.load_trained(target, settings, None)
                 train_info: dict[str, Any] = {}
+                status = "scored"
             elif train_meta is not None and (train_dir / train_mod.ADAPTER_DIR).is_dir():
                 model, tokenizer = train_mod.load_trained(target, settings, train_dir)
                 train_info = train_meta.get("train", {})

@@ -444,8 +444,9 @@ def ranking(method: str, ds: Dataset, fp: Fingerprints, k: int, emb: np.ndarray 
 
     def run() -> Selection:
         if from_asset(fp.path) and (root := asset_root()) is not None:  # the demo asset ships default rankings
-            from mads_core.data.demo_asset import RANKINGS, load_selection, ranking_key
+            from mads_core.data.demo_asset import RANKINGS, ranking_key
             from mads_core.model.store import artifact_dir
+            from mads_core.select.cache import load_selection
 
             mkey = session.method_key(method, config, msettings)
             shipped = load_selection(artifact_dir(RANKINGS, ranking_key(ds.content_hash(), fp.key, mkey, upto), root))

@@ -22,6 +22,7 @@ from mads_core.model import embed
 from mads_core.model.fingerprint import cached_fingerprints, fingerprint_dataset, fingerprint_key
 from mads_core.model.models import model_identity
 from mads_core.model.store import artifact_dir, load_arrays
+from mads_core.select.cache import load_selection
 
 REBUILD = "the demo asset is stale: rebuild it with `python scripts/build_demo_asset.py`"
 SAMPLE_ROWS = (0, 101, 250, 359, 512, 717)  # spread over the demo (and over its length-sorted chunks)
@@ -59,7 +60,7 @@ def test_the_shipped_rankings_are_what_each_method_computes_from_the_asset(asset
     assert info["rankings_upto"] == upto
     for method in session.DEFAULT_METHODS:
         key = demo_asset.ranking_key(ds.content_hash(), fp.key, session.method_key(method, SelectConfig(), {}), upto)
-        shipped = demo_asset.load_selection(artifact_dir(demo_asset.RANKINGS, key, root))
+        shipped = load_selection(artifact_dir(demo_asset.RANKINGS, key, root))
         assert shipped is not None, (method, REBUILD)
         fresh = session.run_method(method, ds, fp, upto, select_config=SelectConfig(), embeddings=emb)
         np.testing.assert_array_equal(shipped.ranking, fresh.ranking, err_msg=method)

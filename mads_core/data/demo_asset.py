@@ -18,7 +18,6 @@ the SHA-256 recorded in its folder's ``meta.json``.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import io
 import json
@@ -32,8 +31,8 @@ from typing import Any
 import numpy as np
 
 from mads_core.config import canonical_json, sha256_text
-from mads_core.model.store import artifact_dir, cache_root, load_arrays, save_arrays
-from mads_core.select.greedy import Selection
+from mads_core.model.store import artifact_dir, cache_root
+from mads_core.select.cache import save_selection
 
 ASSET_FILE = Path(__file__).resolve().parents[2] / "assets" / "demo" / "default.tar.xz"
 MANIFEST = "asset.json"
@@ -48,36 +47,6 @@ def ranking_key(dataset_hash: str, fingerprint_key: str, method_key: str, upto: 
     """Cache key of one method's ranking up to ``upto`` picks (the app's memo key, hashed)."""
     return sha256_text(canonical_json({"dataset": dataset_hash, "fingerprints": fingerprint_key,
                                        "method": method_key, "upto": int(upto)}))[:24]
-
-
-def save_selection(folder: Path, sel: Selection) -> Path:
-    """Store a Selection: its arrays as ``.npy``, the rest in ``meta.json`` (atomic, checksummed)."""
-    arrays: dict[str, np.ndarray] = {}
-    scalars: dict[str, Any] = {}
-    for f in dataclasses.fields(sel):
-        value = getattr(sel, f.name)
-        if isinstance(value, np.ndarray):
-            arrays[f.name] = value
-        else:
-            scalars[f.name] = value
-    return save_arrays(folder, arrays, {"selection": json.loads(json.dumps(scalars, default=_plain))})
-
-
-def load_selection(folder: Path) -> Selection | None:
-    """A Selection stored by :func:`save_selection`, or None when missing or corrupt."""
-    found = load_arrays(folder, mmap=False)
-    if found is None:
-        return None
-    arrays, meta = found
-    return Selection(**meta["selection"], **{name: np.asarray(a) for name, a in arrays.items()})
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"cannot store {type(value).__name__} in a ranking's meta")
 
 
 # ---------------------------------------------------------------- reading the asset

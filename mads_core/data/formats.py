@@ -204,12 +204,25 @@ def self_instruct_turns(record: dict[str, Any], k: int) -> Turns:
     return (make_turn("user", prompt), make_turn("assistant", output))
 
 
+def _pair_side(record: dict[str, Any], name: str, role: str) -> list[Turn]:
+    """A prompt/response field: a string -> one ``role`` turn; a list of messages (TRL's
+    conversational prompt-completion form, ``{"prompt": [{role, content}], "completion": [...]}``)
+    -> its message turns."""
+    if name in record and isinstance(record[name], list):
+        return message_turns(record[name], name)
+    return [make_turn(role, required(record, name))]
+
+
 def pair_turns(record: dict[str, Any], prompt_field: str, response_field: str | None) -> Turns:
-    """A prompt field and an optional response field: U(prompt) [+ A(response)]."""
-    prompt = required(record, prompt_field)
-    if response_field is None:
-        return (make_turn("user", prompt),)
-    return (make_turn("user", prompt), make_turn("assistant", required(record, response_field)))
+    """A prompt field and an optional response field: U(prompt) [+ A(response)].
+
+    Either field may also be a list of messages (TRL conversational prompt-completion),
+    read as :func:`message_turns` reads them.
+    """
+    turns = _pair_side(record, prompt_field, "user")
+    if response_field is not None:
+        turns += _pair_side(record, response_field, "assistant")
+    return _require_own(turns, prompt_field)
 
 
 # --------------------------------------------------------------------------- chat family
@@ -250,7 +263,11 @@ def _function_call_text(value: str) -> str:
     except json.JSONDecodeError:
         return value
     if isinstance(parsed, dict) and "name" in parsed:
-        return _canonical_json({"name": parsed["name"], "arguments": parsed.get("arguments")})
+        args = parsed.get("arguments")
+        if isinstance(args, str):  # JSON text of the arguments, as in OpenAI tool_calls: same text
+            with contextlib.suppress(json.JSONDecodeError):
+                args = json.loads(args)
+        return _canonical_json({"name": parsed["name"], "arguments": args})
     return value
 
 

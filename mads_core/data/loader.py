@@ -420,11 +420,22 @@ def _read_items(p: Path, container: str) -> tuple[str, list, tuple[str, ...]]:
     return opened.unit, list(opened.items), opened.notes
 
 
+SKIP_HINT = ("fix this record, or pass on_error='skip' (CLI: --on-error skip) to leave bad records out "
+             "and list them in the load report")
+
+
+def with_skip_hint(error: DataError) -> DataError:
+    """``error`` with what to do appended, for a record-level error raised under on_error='raise'."""
+    if error.record is None or "on-error skip" in error.reason:
+        return error
+    return DataError(error.path, error.record, error.field_name, f"{error.reason} ({SKIP_HINT})", unit=error.unit)
+
+
 def _good_records(path: str, items: list, on_error: str) -> list[dict[str, Any]]:
     good = [v for _, v in items if isinstance(v, dict)]
     bad = [v for _, v in items if not isinstance(v, dict)]
     if bad and on_error == "raise":
-        raise bad[0]
+        raise with_skip_hint(bad[0])
     if not good:
         if bad:
             raise DataError(path, None, None, f"no valid records ({len(bad)} malformed; first: {bad[0]})")
@@ -508,7 +519,7 @@ class Assembler:
 
     def _fail(self, error: DataError) -> None:
         if self.on_error == "raise":
-            raise error
+            raise with_skip_hint(error)
         self.skipped.append(str(error))
 
     def add(self, sample: Sample) -> None:

@@ -24,7 +24,7 @@ import pandas as pd
 from mads_core.config import FingerprintConfig, ModelSpec, SelectConfig, canonical_json, sha256_text
 from mads_core.data.loader import Dataset
 from mads_core.model.store import cache_root
-from mads_core.pipeline import METHOD_DESCRIPTIONS, method_needs
+from mads_core.pipeline import METHOD_DESCRIPTIONS, method_needs, method_requirements
 from mads_core.pipeline import METHODS as PIPELINE_METHODS
 from mads_core.pipeline import PER_BUDGET_METHODS as PER_BUDGET_METHODS
 from mads_core.select.greedy import Selection, resolve_budget
@@ -284,7 +284,7 @@ def cli_command(
     """The shell command that writes the same export file, byte for byte."""
     argv = ["python", "-m", "mads_core", "select", *choice.cli_flags(n_skipped), "--method", method,
             "--budget", str(int(k)), "--out", out_name]
-    if method in NEEDS_FINGERPRINTS:
+    if method_requirements(method) & {"bits", "ifd", "target"}:  # the model (and its settings) is read
         argv += fingerprint_flags(config, spec)
     argv += select_flags(method, select_config, method_settings or {})
     return shlex.join(argv)

@@ -149,3 +149,20 @@ def test_plain_template_joins_non_system_turns(tok) -> None:
     turns = (("system", "Be brief."), ("user", "Hi"), ("assistant", "Hello"))
     text, spans = render_sample(tok, turns, FingerprintConfig(template="plain"))
     assert text == "Hi\n\nHello" and spans == [(0, 2), (4, 9)]
+
+
+def test_long_conversation_drops_oldest_turns_not_the_answer(tok) -> None:
+    # 30 history exchanges: their markup alone is over the window; the final exchange must stay.
+    turns = []
+    for i in range(30):
+        turns += [("user", f"question number {i}"), ("assistant", f"answer number {i}")]
+    turns += [("user", "LAST QUESTION"), ("assistant", "LAST ANSWER")]
+    enc = encode_sample(tok, turns, CFG, 64)
+    assert len(enc.input_ids) <= 64 and enc.truncated and not enc.response_cut
+    runs = own_runs(enc)
+    assert tok.decode(runs[-1]) == "LAST ANSWER" and tok.decode(runs[-2]) == "LAST QUESTION"
+    kept = [tok.decode(r) for r in runs[:-2]]
+    assert kept and kept[0].startswith("question number")  # history resumes at a user turn
+    assert kept[-1] == "answer number 29"  # the newest history kept, the oldest dropped
+    tail = encode_sample(tok, turns, FingerprintConfig(truncation="tail"), 64)
+    assert tail.response_cut and "LAST" not in own_text(tok, tail)

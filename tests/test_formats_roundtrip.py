@@ -118,3 +118,40 @@ def test_cache_key_changes_with_the_loader_format_version(monkeypatch: pytest.Mo
     monkeypatch.setattr(loader, "LOADER_FORMAT_VERSION", loader.LOADER_FORMAT_VERSION + 1)
     after = fingerprint_key(load_records(CASES / "dolly_context.jsonl").content_hash(), identity, FingerprintConfig())
     assert before != after
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".jsonl", ".json"])
+def test_trl_conversational_prompt_completion_round_trip(tmp_path: Path, suffix: str) -> None:
+    rows = [
+        {"prompt": [{"role": "user", "content": "2+2?"}], "completion": [{"role": "assistant", "content": "4"}]},
+        {"prompt": [{"role": "user", "content": "3+3?"}], "completion": [{"role": "assistant", "content": "6"}]},
+    ]
+    src = tmp_path / "pc.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    ds = load_records(src)
+    assert ds.format == "table"
+    assert ds.turns[1] == (("user", "3+3?", True), ("assistant", "6", True))
+    res = export_selection(ds, everything(2), 2, tmp_path / f"out{suffix}")
+    back = load_records(res.data_path)
+    assert list(back.records)[::-1] == rows
+    assert back.turns == ds.turns[::-1]
+
+
+def test_parquet_export_keeps_mixed_scalar_types(tmp_path: Path) -> None:
+    # ids of any scalar type are accepted; a Parquet column cannot hold int, float, bool and str
+    # at once, and Arrow would cast True -> 1.0 (then clashing with id 1) and 0 -> "0".
+    rows = [
+        {"id": 1, "instruction": "q1", "output": "a1", "score": 1},
+        {"id": 2.5, "instruction": "q2", "output": "a2", "score": 0.5},
+        {"id": True, "instruction": "q3", "output": "a3", "score": None},
+        {"id": "x", "instruction": "q4", "output": "a4", "score": 2},
+    ]
+    src = tmp_path / "ids.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    ds = load_records(src)
+    assert ds.ids == ("1", "2.5", "True", "x")
+    res = export_selection(ds, everything(4), 4, tmp_path / "out.parquet")
+    back = load_records(res.data_path)
+    assert back.ids == ("x", "True", "2.5", "1")
+    kept = list(back.records)[::-1]
+    assert json.dumps(kept) == json.dumps(rows)  # types too: == would take True for 1

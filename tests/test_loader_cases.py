@@ -338,3 +338,111 @@ def test_bom_heterogeneous_records_kept_as_they_were(tmp_path: Path) -> None:
     assert ds.records[0]["meta"] == {"source": "a"} and ds.records[1]["meta"] == {"lang": "en", "score": 3}
     # the export side (every container) is in tests/test_export.py
     assert json.loads(json.dumps(ds.records[1])) == ds.records[1]
+
+
+def _write_jsonl(path: Path, records: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+def test_trl_conversational_prompt_completion_reads_message_lists(tmp_path: Path) -> None:
+    # TRL's conversational prompt-completion form: both fields are message lists, mixed
+    # here with the standard (string) form in the same file.
+    path = _write_jsonl(tmp_path / "pc.jsonl", [
+        {"prompt": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Sky colour?"}],
+         "completion": [{"role": "assistant", "content": "Blue."}]},
+        {"prompt": "The sky is", "completion": " blue."},
+    ])
+    ds = load_records(path)
+    assert ds.format == "table"
+    assert [list(t) for t in ds.turns[0]] == [list(S("Be brief.")), list(U("Sky colour?")), list(A("Blue."))]
+    assert [list(t) for t in ds.turns[1]] == [list(U("The sky is")), list(A(" blue."))]
+
+
+def test_sharegpt_function_call_with_string_arguments_matches_openai_tool_call(tmp_path: Path) -> None:
+    # The same call written both ways (arguments as JSON text) must give the same tool_call turn.
+    call = '{"name": "get_weather", "arguments": {"city": "Paris"}}'
+    sharegpt = _write_jsonl(tmp_path / "sg.jsonl", [{"conversations": [
+        {"from": "human", "value": "Weather in Paris?"},
+        {"from": "function_call", "value": json.dumps({"name": "get_weather", "arguments": '{"city": "Paris"}'})},
+        {"from": "observation", "value": "18C"},
+        {"from": "gpt", "value": "18C."},
+    ]}])
+    openai = _write_jsonl(tmp_path / "oa.jsonl", [{"messages": [
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "18C"},
+        {"role": "assistant", "content": "18C."},
+    ]}])
+    expected = [list(U("Weather in Paris?")), list(C(call)), list(R("18C")), list(A("18C."))]
+    assert [list(t) for t in load_records(sharegpt).turns[0]] == expected
+    assert [list(t) for t in load_records(openai).turns[0]] == expected
+
+
+def test_record_error_says_what_to_do(tmp_path: Path) -> None:
+    path = _write_jsonl(tmp_path / "bad.jsonl", [
+        {"instruction": "q", "output": "a"}, {"instruction": "q2", "output": None}])
+    with pytest.raises(DataError) as info:
+        load_records(path)
+    message = str(info.value)
+    assert "bad.jsonl, line 2, field 'output'" in message and "must be a string, got null" in message
+    assert "--on-error skip" in message
+    skipped = load_records(path, on_error="skip")
+    assert len(skipped) == 1 and skipped.report.n_skipped == 1
+
+
+def test_record_fitting_two_formats_is_read_as_the_first_and_said(tmp_path: Path) -> None:
+    path = _write_jsonl(tmp_path / "both.jsonl", [{
+        "instruction": "Alpaca question", "output": "Alpaca answer",
+        "messages": [{"role": "user", "content": "Chat question"}, {"role": "assistant", "content": "Chat answer"}],
+    }])
+    ds = load_records(path)
+    assert ds.format == "chat"
+    assert [list(t) for t in ds.turns[0]] == [list(U("Chat question")), list(A("Chat answer"))]
+    assert any("also has the fields of format 'alpaca'" in n for n in ds.report.notes)
+    other = load_records(path, fmt="alpaca")
+    assert [list(t) for t in other.turns[0]] == [list(U("Alpaca question")), list(A("Alpaca answer"))]
+
+
+def test_capitalised_field_names_get_a_rename_hint(tmp_path: Path) -> None:
+    path = _write_jsonl(tmp_path / "caps.jsonl", [{"Instruction": "q", "Input": "", "Output": "a"}])
+    with pytest.raises(DataError, match="rename 'Instruction' -> 'instruction'.*'Output' -> 'output'"):
+        load_records(path)
+
+
+def test_llamafactory_alpaca_ranking_pairs_keep_their_prompt(tmp_path: Path) -> None:
+    # LLaMA-Factory's Alpaca preference schema: instruction/input/chosen/rejected (+ system, history).
+    path = _write_jsonl(tmp_path / "rank.jsonl", [{
+        "instruction": "Name a fruit", "input": "It is red", "chosen": "Apple", "rejected": "Car",
+        "system": "Answer in one word.", "history": [["Hi", "Hello"]]}])
+    ds = load_records(path)
+    assert ds.format == "preference"
+    assert [list(t) for t in ds.turns[0]] == [
+        list(S("Answer in one word.")), list(U("Hi")), list(A("Hello")),
+        list(U("Name a fruit\n\nIt is red")), list(A("Apple"))]
+
+
+def test_hh_rlhf_transcripts_become_turns(tmp_path: Path) -> None:
+    path = _write_jsonl(tmp_path / "hh.jsonl", [
+        # Anthropic/hh-rlhf: the whole dialogue in each of chosen / rejected
+        {"chosen": "\n\nHuman: What is 2+2?\n\nAssistant: 4\n\nHuman: And 3+3?\n\nAssistant: 6",
+         "rejected": "\n\nHuman: What is 2+2?\n\nAssistant: 4\n\nHuman: And 3+3?\n\nAssistant: 7"},
+        # the prompt/chosen split form: the prompt ends with an open "Assistant:"
+        {"prompt": "\n\nHuman: Capital of France?\n\nAssistant:", "chosen": " Paris.", "rejected": " Lyon."},
+    ])
+    ds = load_records(path)
+    assert ds.format == "preference"
+    assert [list(t) for t in ds.turns[0]] == [
+        list(U("What is 2+2?")), list(A("4")), list(U("And 3+3?")), list(A("6"))]
+    assert [list(t) for t in ds.turns[1]] == [list(U("Capital of France?")), list(A(" Paris."))]
+
+
+def test_table_without_response_column_is_said(tmp_path: Path) -> None:
+    # TRL stepwise supervision: only 'prompt' is a known text field, so the sample is the prompt alone.
+    path = _write_jsonl(tmp_path / "step.jsonl", [
+        {"prompt": "Which is larger, 9.8 or 9.11?", "completions": ["9.11 > 9.8", "so 9.11"],
+         "labels": [False, False]}])
+    ds = load_records(path)
+    assert [list(t) for t in ds.turns[0]] == [list(U("Which is larger, 9.8 or 9.11?"))]
+    assert any("no response column" in n and "--response-column" in n for n in ds.report.notes)

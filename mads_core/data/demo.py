@@ -103,7 +103,7 @@ class DemoPreset(NamedTuple):
 
 DEMO_PRESETS: dict[str, DemoPreset] = {
     "default": DemoPreset(
-        "Mix for a first look (~59K model tokens, about 2 min of fingerprinting on 2 CPU cores): ifbench "
+        "Mix for a first look (~59K model tokens, a few minutes of fingerprinting on 2 idle CPU cores): ifbench "
         "prompts (12 per constraint family), chatterbot Q/A (20 per file), 14 English evals tasks (20 each)",
         718,
         42,

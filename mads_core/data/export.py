@@ -202,6 +202,12 @@ def _arrow_column(values: list[Any]) -> Any:
         return pa.array([None if v is None else _csv_cell(v) for v in values], type=pa.string())
 
 
+def _typed(values: list[Any]) -> str:
+    """Values as JSON text, so 1, 1.0, True and "1" compare unequal (Python's == says 1 == 1.0 == True);
+    non-finite floats count as null, as ``_record_value`` writes them."""
+    return json.dumps(_record_value(values), ensure_ascii=False, default=repr)
+
+
 def _parquet_bytes(records: Sequence[Mapping[str, Any]]) -> bytes:
     """Parquet whose rows read back as the records were: a column Arrow would change (null keys added
     to nested objects) is stored as JSON text, and keys absent from a record are listed; both in the
@@ -215,7 +221,7 @@ def _parquet_bytes(records: Sequence[Mapping[str, Any]]) -> bytes:
         values = [r.get(c) for r in records]
         array = _arrow_column(values)
         plain = [_record_value(v) for v in values]
-        if array.to_pylist() != plain and any(isinstance(v, (Mapping, list, tuple)) for v in values):
+        if _typed(array.to_pylist()) != _typed(plain):  # nested keys added, or mixed scalar types cast
             array = pa.array([None if v is None else json.dumps(v, ensure_ascii=False, sort_keys=False)
                               for v in plain], type=pa.string())
             json_cols.append(c)

@@ -396,22 +396,56 @@ def _preference_side(value: Any, name: str) -> list[Turn]:
     return message_turns(value, name)
 
 
-def preference_turns(record: dict[str, Any]) -> Turns:
-    """DPO-style pair: the prompt (messages, conversations or ``prompt``) + ``chosen`` as the response.
+_TRANSCRIPT = re.compile(r"\n\n(Human|Assistant):[ ]?")
 
-    ``rejected`` is not read (it stays in the record, and in exports). When ``chosen`` is a
-    full conversation repeating the prompt, the repeated prefix is read once.
-    """
+
+def transcript_turns(text: str, name: str) -> list[Turn] | None:
+    """Anthropic HH-RLHF transcript ``"\n\nHuman: q\n\nAssistant: a ..."`` -> U/A turns; None if
+    ``text`` is not one (it must start with ``Human:``). A trailing empty ``Assistant:`` (the
+    prompt's open answer slot) is dropped; any other empty turn is an error."""
+    if not text.lstrip("\n").startswith("Human:"):
+        return None
+    parts = _TRANSCRIPT.split("\n\n" + text.lstrip("\n"))
+    if parts[0].strip():
+        return None
+    turns = []
+    for k in range(1, len(parts) - 1, 2):
+        speaker, said = parts[k], parts[k + 1]
+        if speaker == "Assistant" and k == len(parts) - 2 and not said.strip():
+            break
+        turns.append(make_turn("user" if speaker == "Human" else "assistant", check_text(said, f"{name}[{k // 2}]")))
+    return turns
+
+
+def _preference_prompt(record: dict[str, Any]) -> list[Turn]:
+    """The prompt of a preference record: messages/conversations, ``prompt`` (text, HH-RLHF
+    transcript or messages), or LLaMA-Factory's Alpaca ranking fields (system, history,
+    instruction + input); [] when none (TRL's implicit prompt: it is inside ``chosen``)."""
     present = [f for f in MESSAGE_FIELDS if f in record]
     if present:
-        prompt = list(chat_turns(record, present[0]))
-    elif "prompt" in record:
+        return list(chat_turns(record, present[0]))
+    if "prompt" in record:
         value = record["prompt"]
-        prompt = [make_turn("user", check_text(value, "prompt"))] if isinstance(value, str) else (
-            message_turns(value, "prompt"))
-    else:
-        prompt = []
-    chosen = _preference_side(record.get("chosen"), "chosen")
+        if not isinstance(value, str):
+            return message_turns(value, "prompt")
+        return transcript_turns(value, "prompt") or [make_turn("user", check_text(value, "prompt"))]
+    if "instruction" in record:
+        prompt = _join(required(record, "instruction"), optional(record, "input"))
+        return [*_system_turn(record), *_history_turns(record), make_turn("user", prompt)]
+    return []
+
+
+def preference_turns(record: dict[str, Any]) -> Turns:
+    """DPO-style pair: the prompt (see :func:`_preference_prompt`) + ``chosen`` as the response.
+
+    ``rejected`` is not read (it stays in the record, and in exports). When ``chosen`` is a
+    full conversation repeating the prompt (TRL implicit prompt, HH-RLHF transcript), the
+    repeated prefix is read once.
+    """
+    prompt = _preference_prompt(record)
+    value = record.get("chosen")
+    chosen = (transcript_turns(value, "chosen") if isinstance(value, str) and not prompt else None) or (
+        _preference_side(value, "chosen"))
     if prompt and chosen[: len(prompt)] == prompt:
         chosen = chosen[len(prompt):]
     return _require_own([*prompt, *chosen], "chosen")
@@ -464,7 +498,7 @@ FORMATS: tuple[FormatSpec, ...] = (
     FormatSpec("oasst_rows", '{"message_id", "parent_id", "role": "prompter", "text"}',
                lambda r: "message_id" in r and "parent_id" in r),
     FormatSpec("segments", '{"segments": [{"label": bool, "text"}]}', lambda r: "segments" in r),
-    FormatSpec("preference", '{"conversations"|"messages"|"prompt", "chosen", "rejected"}',
+    FormatSpec("preference", '{"conversations"|"messages"|"prompt"|"instruction", "chosen", "rejected"}',
                lambda r: "chosen" in r and "rejected" in r,
                "preference pairs: the prompt + 'chosen' are read as the sample; 'rejected' is kept in the "
                "record (and in exports) but not read by the model"),

@@ -384,7 +384,7 @@ def _detect(path: str, container: str, records: Sequence[dict[str, Any]], fmt: s
                 f"cannot tell the record format from the first record's fields {list(first)}: expected e.g. "
                 "'messages'/'conversations' (chat), 'instruction' + 'output' (Alpaca), 'instruction' + "
                 "'response' (Dolly), 'prompt' + 'completion', or a text column (pass text_column=... / "
-                "--text-column); see the README format table",
+                "--text-column); see the README format table" + _casing_hint(first),
             )
     messages_field = next((f for f in MESSAGE_FIELDS if f in first), None) if fmt == "chat" else None
     if fmt == "chat" and messages_field is None:
@@ -408,6 +408,27 @@ def _detect(path: str, container: str, records: Sequence[dict[str, Any]], fmt: s
         response_column=response_column if fmt == "table" else None,
         category_column=category_column, id_field=id_field,
     )
+
+
+_KNOWN_FIELDS = ("instruction", "input", "output", "response", "context", "messages", "conversations",
+                 "prompt", "completion", "chosen", "rejected", "query", "question", "answer", "text", "system")
+
+
+def _casing_hint(record: dict[str, Any]) -> str:
+    """A sentence naming fields that differ from known ones only in letter case ("" if none)."""
+    known = {k.lower(): k for k in _KNOWN_FIELDS}
+    near = [(f, known[f.lower()]) for f in record
+            if isinstance(f, str) and f.lower() in known and f != known[f.lower()]]
+    if not near:
+        return ""
+    pairs = ", ".join(f"{f!r} -> {k!r}" for f, k in near)
+    return f". Field names are case-sensitive: rename {pairs} (or pass --text-column/--response-column)"
+
+
+def also_matches(record: dict[str, Any], fmt: str) -> list[str]:
+    """Other formats (besides the generic table and chat-inside-preference) whose fields ``record`` also has."""
+    skip = {fmt, "table"} | ({"chat"} if fmt == "preference" else set())
+    return [name for name in FORMATS if name not in skip and format_spec(name).matches(record)]
 
 
 def _check_choice(name: str, value: str, choices: Sequence[str]) -> None:
@@ -639,6 +660,17 @@ def load_records(
     det = _detect(str(p), container, good, fmt, text_column, response_column, category_column, id_field)
     assembler = Assembler(dedupe=dedupe, on_error=on_error, id_field=det.id_field)
     assembler.notes.extend(notes)
+    if fmt == "auto" and text_column is None:
+        others = also_matches(good[0], det.format)
+        if others:
+            assembler.notes.append(
+                f"the first record also has the fields of format {', '.join(map(repr, others))}; read as "
+                f"{det.format!r} (pass fmt= / --format {others[0]} to read it that way)")
+    if det.format == "table" and det.response_column is None:
+        assembler.notes.append(
+            f"table format with no response column (text column {det.text_column!r}; fields "
+            f"{list(det.fields)}): each sample is the prompt alone; pass response_column= / "
+            "--response-column FIELD if the answers are in another field")
     spec_note = format_spec(det.format).note
     if spec_note:
         assembler.notes.append(spec_note)

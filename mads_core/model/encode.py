@@ -27,7 +27,11 @@ A sample is a tuple of turns ``(role, text, own)`` (``mads_core.data.formats.Tur
    ``config.response_share`` of the window's text budget. ``"tail"``: the old rule, cut the
    rendered sequence at ``max_tokens``.
 
-A sample whose own tokens all fall outside the window (only when its markup alone fills
+When the markup alone fills the window (a long multi-turn conversation), whole history
+turns are dropped first, oldest first, cutting just before a user turn (the leading
+system/tools turns, the last user turn and the response stay), the fewest that leave the
+markup at most half the window; the rest then follows the order above.
+A sample whose own tokens all fall outside the window (only when even that markup fills
 the window) has ``n_own == 0``: it is reported by :func:`window_report` and must not be
 fingerprinted as empty.
 """
@@ -41,7 +45,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mads_core.config import FingerprintConfig
-from mads_core.data.formats import Turn, as_turns
+from mads_core.data.formats import Turn, Turns, as_turns
 
 SENTINEL = "\u2063MADS-SENTINEL\u2063"
 TOOLS_PREFIX = "Available tools: "
@@ -260,6 +264,46 @@ def _plan(turns: Sequence[Turn], pieces: list[Piece], texts: dict[int, list[int]
     return kept, response
 
 
+def _markup_tokens(tokenizer: Any, turns: Sequence[Turn], config: FingerprintConfig) -> int:
+    """Tokens of the template's markup (everything but turn text) when ``turns`` are rendered."""
+    pieces = render_pieces(tokenizer, turns, config)
+    return len(_bos(tokenizer, config)) + sum(len(_ids(tokenizer, p.text, split=False))
+                                              for p in pieces if p.turn is None)
+
+
+def _without_oldest_turns(tokenizer: Any, turns: Turns, config: FingerprintConfig,
+                          max_tokens: int) -> Turns | None:
+    """``turns`` less their oldest history turns (whole turns, markup included), the fewest such
+    that the markup takes at most half of ``max_tokens``; None when there is nothing to drop.
+
+    Kept always: the leading system/tools turns, the last user turn before the response and
+    everything after it. Cuts fall just before a user turn, so roles still alternate."""
+    resp = next((j for j in range(len(turns) - 1, -1, -1)
+                 if turns[j].own and turns[j].role in RESPONSE_ROLES), None)
+    end = len(turns) if resp is None else resp
+    ask = next((j for j in range(end - 1, -1, -1) if turns[j].role == "user"), None)
+    if ask is None:
+        return None
+    head = 0
+    while head < ask and turns[head].role in ("system", "tools"):
+        head += 1
+    starts = [j for j in range(head + 1, ask + 1) if turns[j].role == "user"]  # first kept history turn
+    if not starts:
+        return None
+
+    def cut(start: int) -> Turns:
+        return (*turns[:head], *turns[start:])
+
+    lo, hi = 0, len(starts) - 1  # smallest cut whose markup fits; the largest if none does
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if _markup_tokens(tokenizer, cut(starts[mid]), config) <= max_tokens // 2:
+            hi = mid
+        else:
+            lo = mid + 1
+    return cut(starts[lo])
+
+
 def encode_sample(tokenizer: Any, turns: Sequence[Any], config: FingerprintConfig, max_tokens: int) -> EncodedSample:
     """Tokenize one sample into at most ``max_tokens`` tokens (see module docstring for the policy)."""
     turns = as_turns(turns)
@@ -285,6 +329,12 @@ def encode_sample(tokenizer: Any, turns: Sequence[Any], config: FingerprintConfi
     markup = total - sum(len(x) for x in texts.values())
     avail = max_tokens - markup
     truncation = getattr(config, "truncation", "context_first")
+    if truncation == "context_first" and avail < 1:  # the markup alone fills the window: drop old turns
+        shorter = _without_oldest_turns(tokenizer, turns, config, max_tokens)
+        if shorter is not None:
+            enc = encode_sample(tokenizer, shorter, config, max_tokens)
+            return EncodedSample(enc.input_ids, enc.own_mask, True, enc.response_cut,
+                                 total - len(enc.input_ids))
     if truncation == "context_first" and avail >= 1:
         kept, response = _plan(turns, pieces, texts, avail, getattr(config, "response_share", 0.5))
         out, own = assemble(kept, response)

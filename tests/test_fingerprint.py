@@ -211,3 +211,15 @@ def test_corrupt_cache_is_detected_and_rebuilt(bundled_model, six_pairs, tmp_pat
     again = fingerprint_dataset(ds, config=cfg, cache=tmp_path, loaded=bundled_model, stats=stats)
     assert not again.cache_hit and stats.chunks_computed == 1
     assert np.array_equal(np.asarray(again.planes), good)
+
+
+@pytest.mark.model
+def test_a_sample_with_no_own_token_in_the_window_is_refused_not_fingerprinted_empty(bundled_model):
+    """Template markup alone fills an 8-token window: the sample is named, never fingerprinted as all zeros."""
+    from mads_core.model.fingerprint import FingerprintError, plan_chunks
+
+    dataset = make_dataset([("What is AI?", "Artificial intelligence.")], name="tiny-window")
+    refusal = r"1 sample\(s\) have no own token within the 8-token window \(tiny-window-0\)"
+    with pytest.raises(FingerprintError, match=refusal):
+        plan_chunks(dataset, bundled_model.tokenizer, FingerprintConfig(max_tokens=8))
+    assert plan_chunks(dataset, bundled_model.tokenizer, FingerprintConfig(max_tokens=64)).own_counts[0] > 0

@@ -102,7 +102,7 @@ class LoadReport:
             ("Kept {n} sample{s} with the same model text as an earlier one (other fields differ):", self.same_text),
             ("Truncated {n} sample{s} (context cut to fit the token window):", self.truncated),
             ("Cut the response of {n} sample{s} (it did not fit its share of the window):", self.response_cut),
-            ("No own token in the window for {n} sample{s} (not fingerprinted):", self.no_own),
+            ("No own token in the window for {n} sample{s} (refused: raise --max-tokens or drop them):", self.no_own),
         )
         for title, items in kinds:
             if not items:

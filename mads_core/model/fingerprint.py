@@ -535,6 +535,13 @@ def plan_chunks(
         lengths[i], own_counts[i], truncated[i] = len(sample.input_ids), sum(sample.own_mask), sample.truncated
         if keep_encoded:
             encoded.append(sample)
+    empty = np.flatnonzero(own_counts == 0)
+    if len(empty):  # an all-zero fingerprint would be picked as gain-0 filler: refuse, never fingerprint it empty
+        names = ", ".join(str(dataset.ids[i]) for i in empty[:5]) + (", ..." if len(empty) > 5 else "")
+        raise FingerprintError(
+            f"{len(empty)} sample(s) have no own token within the {window}-token window ({names}): the template "
+            "markup and context fill it. Raise --max-tokens, or drop these records."
+        )
     order = np.argsort(lengths, kind="stable")
     return ChunkPlan(
         lengths=lengths,

@@ -429,7 +429,10 @@ def test_export_matches_the_cli_command_byte_for_byte(demo, tmp_path, isolated_c
 
 
 def test_small_dataset_stopped_run_resumes_and_compare_falls_back_for_tiny_maps(tmp_path):
-    path = write_jsonl(tmp_path / "tiny.jsonl", [{"instruction": q, "input": "", "output": a} for q, a in SMALL])
+    # SMALL in reverse: other data than the earlier tests' (their fingerprints are in the session cache,
+    # and a cache hit leaves nothing to resume)
+    rows = [{"instruction": q, "input": "", "output": a} for q, a in reversed(SMALL)]
+    path = write_jsonl(tmp_path / "tiny.jsonl", rows)
     at = page(start({"data.source": "Local path", "data.path": str(path), "fingerprint_stopped": True}),
               "2_Compare")
     assert not at.exception

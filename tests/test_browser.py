@@ -195,9 +195,14 @@ def steer_budget(page, slider, pct: float, tries: int = 200, settle_after: bool 
             shown = float(re.search(r"\(([\d.]+)%\)", budget_caption(page)).group(1))
             if abs(shown - pct) < 0.05:
                 return
+        before = budget_caption(page)
         slider.focus()
         slider.press("ArrowRight" if shown < pct else "ArrowLeft")
-        time.sleep(0.4)
+        # one press at a time: wait for its rerun to show (a press landing mid-rerun may be dropped;
+        # pressing on before the caption moves overshoots and oscillates on a busy machine)
+        changed_by = time.time() + 10
+        while time.time() < changed_by and budget_caption(page) == before:
+            time.sleep(0.1)
     raise AssertionError(f"could not bring the budget slider to {pct}%")
 
 

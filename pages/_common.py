@@ -507,7 +507,9 @@ def budget_control(n: int, key_prefix: str) -> int:
     max_pct = round(100.0 * kmax / n, 1)
 
     def to_pct(value: float) -> float:
-        return float(min(max(round(100.0 * session.budget_from_share(value, n) / n, 1), 0.1), max(max_pct, 0.2)))
+        # the share itself, not k's rounded share: else a 0.1% key step that rounds to the same k snaps back
+        # and the arrow keys cannot pass it (the caption shows k's exact share)
+        return float(min(max(round(100.0 * value, 1), 0.1), max(max_pct, 0.2)))
 
     c1, c2 = st.columns([3, 1])
     state.bound(c1.slider, "Budget (% of the dataset)", state.BUDGET_SHARE, to_widget=to_pct,

@@ -12,20 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from turns import A, S, U
 
 from mads_core.data.loader import DataError, Dataset, LoadReport, detect_fields, load_records
-
-
-def U(text: str) -> tuple[str, str, bool]:
-    return ("user", text, True)
-
-
-def A(text: str) -> tuple[str, str, bool]:
-    return ("assistant", text, True)
-
-
-def S(text: str) -> tuple[str, str, bool]:
-    return ("system", text, False)
 
 ALPACA = [
     {"instruction": "Name a colour.", "input": "", "output": "Blue.", "category": "easy", "extra": 1},

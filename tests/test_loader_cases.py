@@ -10,34 +10,11 @@ import json
 from pathlib import Path
 
 import pytest
+from turns import A, C, R, S, T, U
 
 from mads_core.data.loader import DataError, load_records
 
 CASES = Path(__file__).parent / "cases" / "loader"
-
-
-def U(text: str) -> tuple[str, str, bool]:
-    return ("user", text, True)
-
-
-def A(text: str) -> tuple[str, str, bool]:
-    return ("assistant", text, True)
-
-
-def S(text: str) -> tuple[str, str, bool]:
-    return ("system", text, False)
-
-
-def C(text: str) -> tuple[str, str, bool]:
-    return ("tool_call", text, True)
-
-
-def R(text: str) -> tuple[str, str, bool]:
-    return ("tool", text, False)
-
-
-def T(text: str) -> tuple[str, str, bool]:
-    return ("tools", text, False)
 
 
 def load(name: str, **kwargs):

@@ -45,9 +45,7 @@ HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 
 import argparse  # noqa: E402
-import importlib.util  # noqa: E402
 import json  # noqa: E402
-import math  # noqa: E402
 import os  # noqa: E402
 import resource  # noqa: E402
 import statistics  # noqa: E402
@@ -55,134 +53,13 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from mads_core.synthetic import build_app_inputs  # noqa: E402
+
 ROOT = HERE.parent
 OUT = ROOT / "bench" / "out" / "app_scale"
-GEN_VERSION = 1
-N_LAYERS, WIDTH = 30, 1536  # the bundled SmolLM2-135M: D = 46,080
-EMB_DIM = 384
 
 
 # --------------------------------------------------------------------------- synthetic inputs
-
-
-def synth_texts(n: int, seed: int = 0, vocab: int = 80_000, topics: int = 400) -> tuple[list[str], np.ndarray]:
-    """(texts, topic of each) — Zipf words plus topic words, lognormal lengths (see module docstring)."""
-    rng = np.random.default_rng(seed)
-    letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
-    words = np.array(["".join(rng.choice(letters, size=int(length))) for length in rng.integers(3, 10, size=vocab)],
-                     dtype=object)
-    p = 1.0 / np.arange(1, vocab + 1) ** 1.07
-    p /= p.sum()
-    topic = np.minimum(rng.zipf(1.3, size=n) - 1, topics - 1)
-    topic_words = rng.integers(0, vocab, size=(topics, 300))
-    n_words = np.clip(rng.lognormal(math.log(60), 0.8, size=n).astype(int), 3, 1500)
-    total = int(n_words.sum())
-    general = rng.choice(vocab, size=total, p=p)
-    own = topic_words[np.repeat(topic, n_words), rng.integers(0, 300, size=total)]
-    ids = np.where(rng.random(total) < 0.3, own, general)
-    ends = np.cumsum(n_words)
-    texts = [" ".join(words[ids[e - c:e]]) for c, e in zip(n_words, ends, strict=True)]
-    return texts, topic
-
-
-def synth_embeddings(n: int, topic: np.ndarray, seed: int = 1, local: int = 24) -> np.ndarray:
-    """(n, 384) float32 unit rows clustered by ``topic`` (see module docstring)."""
-    rng = np.random.default_rng(seed)
-    topics = int(topic.max()) + 1
-    centres = rng.standard_normal((topics, EMB_DIM)).astype(np.float32)
-    common = rng.standard_normal(EMB_DIM).astype(np.float32)
-    centres = centres / np.linalg.norm(centres, axis=1, keepdims=True) + 0.5 * common / np.linalg.norm(common)
-    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-    basis = rng.standard_normal((topics, EMB_DIM, local)).astype(np.float32) / np.sqrt(EMB_DIM * local)
-    out = np.empty((n, EMB_DIM), dtype=np.float32)
-    for s in range(0, n, 4096):
-        t = topic[s:s + 4096]
-        z = rng.standard_normal((len(t), local)).astype(np.float32)
-        noise = rng.standard_normal((len(t), EMB_DIM)).astype(np.float32) / np.sqrt(EMB_DIM)
-        out[s:s + 4096] = centres[t] + 0.55 * np.einsum("ndl,nl->nd", basis[t], z) + 0.45 * noise
-    out /= np.linalg.norm(out, axis=1, keepdims=True)
-    return out
-
-
-def _select_bench():
-    """``bench/select.py`` as a module (its packed-bit generator), without shadowing ``select``."""
-    spec = importlib.util.spec_from_file_location("bench_select", HERE / "select.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def synth_planes(n: int, n_planes: int, seed: int = 0) -> np.ndarray:
-    """(P, n, 720) packed planes: skewed firing (~3.5% of bits), planes 1.. random subsets of plane 0."""
-    gen = _select_bench()
-    d = N_LAYERS * WIDTH
-    rng = np.random.default_rng(seed)
-    block_rows = 512
-    probs = np.minimum(rng.lognormal(math.log(0.006), 2.0, d), 0.95)
-    act = np.exp(rng.normal(0.0, 0.6, -(-n // block_rows)))
-    act /= act.mean()
-    planes = np.zeros((n_planes, n, d // 64), dtype=np.uint64)
-    gen._fill(planes[0], probs, act, block_rows, seed)
-    for p in range(1, n_planes):
-        keep = np.zeros((n, d // 64), dtype=np.uint64)
-        gen._fill(keep, np.full(d, 0.35), np.ones(len(act)), block_rows, seed + p)
-        planes[p] = planes[p - 1] & keep
-    return planes
-
-
-def build_inputs(n: int, cache: Path) -> tuple[Path, dict[str, float]]:
-    """Write the dataset file, fingerprints and embeddings once; returns (dataset path, build seconds)."""
-    from mads_core.config import FingerprintConfig, ModelSpec
-    from mads_core.model.embed import CACHE_KIND, embedding_key
-    from mads_core.model.fingerprint import (
-        _column_counts,
-        cached_fingerprints,
-        canonical_config,
-        fingerprint_key,
-    )
-    from mads_core.model.models import model_identity
-    from mads_core.model.store import artifact_dir, save_arrays
-    from mads_core.pipeline import load_data
-
-    times: dict[str, float] = {}
-    path = OUT / f"synth_v{GEN_VERSION}_{n}.jsonl"
-    t0 = time.perf_counter()
-    texts, topic = synth_texts(n)
-    if not path.exists():
-        OUT.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            for i, (text, t) in enumerate(zip(texts, topic, strict=True)):
-                words = text.split(" ")
-                cut = max(1, min(12, len(words) - 1))
-                rec = {"id": f"s{i}", "instruction": " ".join(words[:cut]), "input": "",
-                       "output": " ".join(words[cut:]), "category": f"topic-{int(t):03d}"}
-                fh.write(json.dumps(rec) + "\n")
-        tmp.replace(path)
-    times["texts_s"] = time.perf_counter() - t0
-    ds = load_data(str(path))
-    spec, config = ModelSpec(), canonical_config(FingerprintConfig(), spec=ModelSpec())
-    if cached_fingerprints(ds, spec, config, cache=cache) is None:
-        t0 = time.perf_counter()
-        key = fingerprint_key(ds.content_hash(), model_identity(spec), config)
-        planes = synth_planes(n, len(config.planes))
-        d = N_LAYERS * WIDTH
-        meta = {"key": key, "dataset_name": ds.name, "dataset_hash": ds.content_hash(), "model": model_identity(spec),
-                "settings": config.to_dict(), "layers": list(range(N_LAYERS)),
-                "layer_offsets": [i * WIDTH for i in range(N_LAYERS + 1)], "n_neurons": d, "n_samples": n,
-                "plane_thresholds": [float(t) for t in config.planes], "window": config.max_tokens,
-                "synthetic": "bench/app_scale.py"}
-        lengths = np.array([len(t.split(" ")) for t in texts], dtype=np.int32)
-        save_arrays(artifact_dir("fingerprints", key, cache) / "result",
-                    {"planes": planes, "firing_counts": _column_counts(planes[0], d), "token_counts": lengths,
-                     "truncated": np.zeros(n, dtype=bool)}, meta)
-        times["fingerprints_build_s"] = time.perf_counter() - t0
-    key = embedding_key(ds)
-    folder = artifact_dir(CACHE_KIND, key, cache)
-    if not (folder / "embeddings.npy").exists():
-        save_arrays(folder, {"embeddings": synth_embeddings(n, topic)},
-                    {"kind": CACHE_KIND, "key": key, "n": n, "synthetic": "bench/app_scale.py"})
-    return path, times
 
 
 # --------------------------------------------------------------------------- stages
@@ -356,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["MADS_CACHE_DIR"] = str(cache)  # before anything reads it (the app, the stores)
     sys.path.insert(0, str(ROOT))
     print(f"app_scale: N = {args.n:,}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
-    path, build = build_inputs(args.n, cache)
+    path, build = build_app_inputs(args.n, OUT, cache)
     print("  inputs: " + ", ".join(f"{k}={v:.1f}" for k, v in build.items()), flush=True)
     results = library_stage(path, cache)
     if args.maps:

@@ -5,7 +5,7 @@
 
 Default grid: the bundled SmolLM2-135M, the default demo (718 samples, 5% held out), MADS /
 random / k-center on embeddings × 5% / 15% × 3 seeds, plus the base model and the whole pool
-(3 seeds): 22 cells, 21 LoRA trainings of 4 steps × 4 samples (96 tokens max), each scored on
+(3 seeds): 22 cells, 21 LoRA trainings of 8 steps × 4 samples (96 tokens max), each scored on
 24 held-out evals items (8 tasks × 3, loss + greedy accuracy) and the pool's 36 held-out
 samples (loss). Cells are cached: a second run reads them (set ``MADS_CACHE_DIR`` to a fresh
 folder to time a cold run). Prints progress with ETA, the tables (mean ± seed sd), the wall

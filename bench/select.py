@@ -47,6 +47,7 @@ sys.path.insert(0, str(ROOT))
 from mads_core.config import SelectConfig  # noqa: E402
 from mads_core.select import bitops  # noqa: E402
 from mads_core.select.greedy import select_mads  # noqa: E402
+from mads_core.synthetic import skewed_bits  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
 GEN_VERSION = 1
@@ -54,47 +55,6 @@ MIB = 1 << 20
 
 
 # --------------------------------------------------------------------------- synthetic fingerprints
-
-
-@numba.njit(cache=True, inline="always")
-def _splitmix(state):
-    state = state + np.uint64(0x9E3779B97F4A7C15)
-    z = state
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return state, z ^ (z >> np.uint64(31))
-
-
-@numba.njit(cache=True, parallel=True)
-def _fill(out, probs, block_act, block_rows, seed):
-    """Set bit (i, d) with probability 1 - (1 - probs[d]) ** act(i); geometric skips, row blocks."""
-    n, n_words = out.shape
-    d = probs.shape[0]
-    for blk in numba.prange(block_act.shape[0]):
-        r0 = blk * block_rows
-        rows = min(n, r0 + block_rows) - r0
-        act = block_act[blk]
-        for j in range(d):
-            p = 1.0 - (1.0 - probs[j]) ** act
-            if p <= 0.0:
-                continue
-            w = j >> 6
-            bit = np.uint64(1) << np.uint64(j & 63)
-            if p >= 1.0:
-                for i in range(rows):
-                    out[r0 + i, w] |= bit
-                continue
-            st = np.uint64(seed) * np.uint64(0x632BE59BD9B4E019) + np.uint64(blk) * np.uint64(1000003)
-            st = st ^ (np.uint64(j) * np.uint64(0xD6E8FEB86659FD93))
-            lq = math.log1p(-p)
-            i = -1
-            while True:
-                st, z = _splitmix(st)
-                u = ((z >> np.uint64(11)) + np.uint64(1)) * (1.0 / 9007199254740992.0)
-                i += 1 + int(math.log(u) / lq)
-                if i >= rows:
-                    break
-                out[r0 + i, w] |= bit
 
 
 def synthetic_bits(n: int, d: int, seed: int = 0, cache: bool = True, uniform: float | None = None):
@@ -112,18 +72,7 @@ def synthetic_bits(n: int, d: int, seed: int = 0, cache: bool = True, uniform: f
     path = OUT / f"synth_select_v{GEN_VERSION}_{kind}_{n}x{d}_s{seed}.npy"
     if cache and path.exists():
         return np.load(path)
-    rng = np.random.default_rng(seed)
-    block_rows = 512
-    n_blocks = -(-n // block_rows)
-    if uniform is None:
-        probs = np.minimum(rng.lognormal(math.log(0.003), 2.0, d), 0.95)
-        act = np.exp(rng.normal(0.0, 0.6, n_blocks))
-        act /= act.mean()
-    else:
-        probs = np.full(d, float(uniform))
-        act = np.ones(n_blocks)
-    out = np.zeros((n, -(-d // 64)), dtype=np.uint64)
-    _fill(out, probs, act, block_rows, seed)
+    out = skewed_bits(n, d, seed=seed, uniform=uniform)
     if cache:
         OUT.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp.npy")

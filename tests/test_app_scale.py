@@ -1,6 +1,6 @@
 """Compare on a 5,000-sample synthetic cache: a budget-slider move computes no ranking.
 
-The inputs come from ``bench/app_scale.py``'s seeded generators (JSONL records, packed
+The inputs come from ``mads_core.synthetic``'s seeded generators (as in ``bench/app_scale.py``) (JSONL records, packed
 fingerprints under the key the app looks up for the bundled model, 384-d embeddings), so
 no model runs. Every ranking the page asks for goes through ``pipeline.run_method``; the
 test counts those calls around the slider moves.
@@ -8,7 +8,6 @@ test counts those calls around the slider moves.
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -16,17 +15,11 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from mads_core import pipeline, session
+from mads_core.synthetic import build_app_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 N = 5_000
 SLIDER = "w:budget.share:compare_pct"
-
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("bench_app_scale", ROOT / "bench" / "app_scale.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(autouse=True)
@@ -45,9 +38,8 @@ def navigation_mode(monkeypatch):
 
 @pytest.fixture(scope="module")
 def synthetic(isolated_cache, tmp_path_factory):
-    bench = _bench()
-    bench.OUT = tmp_path_factory.mktemp("app-scale")  # the dataset file goes here, the arrays to the cache
-    path, _ = bench.build_inputs(N, Path(isolated_cache))
+    out_dir = tmp_path_factory.mktemp("app-scale")  # the dataset file goes here, the arrays to the cache
+    path, _ = build_app_inputs(N, out_dir, Path(isolated_cache))
     return path
 
 

@@ -52,7 +52,7 @@ class TrainSettings:
 
     method: str = "lora"
     schedule: str = "steps"
-    steps: int = 4
+    steps: int = 8
     epochs: float = 1.0
     batch_size: int = 4
     grad_accum: int = 1

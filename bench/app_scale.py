@@ -126,10 +126,14 @@ def library_stage(path: Path, cache: Path) -> dict[str, float]:
     with Timer() as t:
         space = metrics.text_space(emb)
     report("text space (built once)", "text_space_s", t)
+    from mads_core.analysis.project import array_hash
+
+    emb_key = array_hash(emb)
     curves = {}
     for method, sel in sels.items():
-        with Timer() as t:
-            curves[method] = metrics.diversity_curves(space, sel.ranking)
+        with Timer() as t:  # computed afresh, then stored where the app reads them (pipeline.diversity_curves_cached)
+            curves[method] = pipeline.diversity_curves_cached(emb, sel.ranking, cache=cache, space=space,
+                                                              embeddings_key=emb_key, refresh=True)
         report(f"text-spread curves of {method} ({len(sel.ranking):,} prefixes)", f"{method}_spread_curve_s", t)
     moves = []
     for k in (kdef, k15, kmax, max(1, n // 50)):
@@ -171,6 +175,89 @@ def maps_stage(path: Path, cache: Path) -> dict[str, float]:
     return out
 
 
+def map_figures_stage(path: Path, cache: Path, draw: bool) -> dict[str, float]:
+    """Each Compare map at N points as the page builds it at the default budget (every default method
+    highlighted): server build + serialisation time, JSON bytes, and (``draw``) Chromium's draw time.
+
+    Coordinates: the cached projections when present, else seeded random points (payload and draw
+    time do not depend on where the points lie).
+    """
+    import plotly.io as pio
+
+    from mads_core import pipeline, session
+    from mads_core.analysis.project import project_embeddings, project_fingerprints
+    from mads_core.config import FingerprintConfig, ModelSpec
+    from mads_core.model.embed import embedding_key
+    from mads_core.model.fingerprint import cached_fingerprints
+    from mads_core.views import plots
+
+    ds = pipeline.load_data(str(path))
+    fp = cached_fingerprints(ds, ModelSpec(), FingerprintConfig(), cache=cache)
+    n, k = len(ds), session.default_budget(len(ds))
+    found = {"fingerprint": project_fingerprints(fp.bits, fp.n_neurons, input_key=fp.key, cache=cache,
+                                                 compute=False),
+             "text": project_embeddings(np.asarray(pipeline.dataset_embeddings_cached(ds, cache)),
+                                        input_key=embedding_key(ds), cache=cache, compute=False)}
+    rng = np.random.default_rng(0)
+    picks = {m: rng.permutation(n)[:k] for m in session.DEFAULT_METHODS}
+    out: dict[str, float] = {}
+    figures = {}
+    for name, proj in found.items():
+        coords = proj.coords if proj is not None else rng.standard_normal((n, 2)).astype(np.float32)
+        with Timer() as t:
+            fig = plots.projection_scatter(coords, picks, title=name, subtitle="")
+            spec = pio.to_json(fig, validate=False)  # what st.plotly_chart sends
+        figures[name] = spec
+        out[f"{name}_map_build_s"], out[f"{name}_map_json_mib"] = t.wall, len(spec) / 2**20
+        print(f"  {name} map at {n:,} points ({'cached projection' if proj is not None else 'random points'}), "
+              f"{len(picks)} methods x {k:,} picks: built + serialised in {t.wall:.2f} s ({t.cpu:.2f} s CPU), "
+              f"{len(spec) / 2**20:.2f} MiB JSON", flush=True)
+    if draw:
+        for name, spec in figures.items():
+            seconds = chromium_draw_s(spec)
+            if seconds is not None:
+                out[f"{name}_map_draw_s"] = seconds
+                print(f"  {name} map: Chromium draw {seconds:.2f} s (headless, software WebGL)", flush=True)
+    return out
+
+
+def chromium_draw_s(spec: str) -> float | None:
+    """Seconds headless Chromium takes for ``Plotly.newPlot`` of the figure JSON ``spec`` (plotly.js from
+    the installed plotly package; None when Chromium or Playwright is missing)."""
+    import tempfile
+
+    import plotly
+
+    chromium = Path("/usr/bin/chromium")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        return None
+    if not chromium.exists():
+        return None
+    js = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "fig.json").write_text(spec)
+        html = Path(tmp) / "map.html"
+        html.write_text(f'''<html><body><div id="map" style="width:700px;height:460px"></div>
+<script src="{js.as_uri()}"></script><script>
+window.draw = async () => {{ const spec = await (await fetch("fig.json")).json();
+  const t0 = performance.now(); await Plotly.newPlot("map", spec.data, spec.layout);
+  await new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)));
+  return (performance.now() - t0) / 1000; }};
+</script></body></html>''')
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=str(chromium),
+                                         args=["--headless", "--no-sandbox", "--allow-file-access-from-files"])
+            try:
+                page = browser.new_page()
+                page.goto(html.as_uri())
+                page.wait_for_function("() => window.Plotly !== undefined")
+                return float(page.evaluate("() => window.draw()"))
+            finally:
+                browser.close()
+
+
 def app_stage(path: Path, moves: int) -> dict[str, float]:
     """Compare through AppTest: first run, then budget-slider moves (rankings computed during moves counted)."""
     from streamlit.runtime.pages_manager import PagesManager
@@ -193,6 +280,22 @@ def app_stage(path: Path, moves: int) -> dict[str, float]:
         return real(*args, **kwargs)
 
     pipeline.run_method = counting
+    from streamlit.runtime.forward_msg_queue import ForwardMsgQueue
+
+    sent = {"bytes": 0, "fragment_bytes": 0, "charts": 0}
+    enqueue = ForwardMsgQueue.enqueue
+
+    def measuring(self, msg):  # what the server would send the browser: protobuf bytes of every message
+        size = msg.ByteSize()
+        sent["bytes"] += size
+        if msg.HasField("delta") and msg.delta.fragment_id:
+            sent["fragment_bytes"] += size  # inside a st.fragment: all a browser move re-sends
+        if msg.HasField("delta") and msg.delta.HasField("new_element") \
+                and msg.delta.new_element.WhichOneof("type") == "plotly_chart":
+            sent["charts"] += size
+        return enqueue(self, msg)
+
+    ForwardMsgQueue.enqueue = measuring
     sys.path.insert(0, str(ROOT))
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=3600)
     at.session_state["data.source"] = "Local path"
@@ -207,17 +310,29 @@ def app_stage(path: Path, moves: int) -> dict[str, float]:
     slider_key = "w:budget.share:compare_pct"
     values = [12.0, 5.0, 20.0, 8.5, 15.0, 3.0, 25.0, 10.0, 30.0, 6.0]
     at.slider(key=slider_key).set_value(values[-1]).run()
-    before, times = calls["n"], []
+    before, times, cpu, payload = calls["n"], [], [], []
     for i in range(moves):
         at.slider(key=slider_key).set_value(values[i % len(values)])
-        t0 = time.perf_counter()
+        for key in sent:
+            sent[key] = 0
+        t0, c0 = time.perf_counter(), time.process_time()
         at.run()
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+        payload.append(dict(sent))
     pipeline.run_method = real
+    ForwardMsgQueue.enqueue = enqueue
+    frag = statistics.median(p["fragment_bytes"] for p in payload)
+    charts = statistics.median(p["charts"] for p in payload)
     out = {"first_compare_s": first, "slider_rerun_s": statistics.median(times), "slider_max_s": max(times),
+           "slider_rerun_s_cpu": statistics.median(cpu),
+           "move_payload_mib": frag / 2**20, "move_chart_payload_mib": charts / 2**20,
            "rankings_during_moves": float(calls["n"] - before), "page_errors": float(len(problems))}
-    print(f"  app: first Compare {first:.1f} s; slider moves median {out['slider_rerun_s']:.2f} s, "
-          f"max {max(times):.2f} s over {moves}; rankings computed during the moves: {calls['n'] - before}",
+    print(f"  app: first Compare {first:.1f} s; slider moves median {out['slider_rerun_s']:.2f} s "
+          f"({out['slider_rerun_s_cpu']:.2f} s CPU), max {max(times):.2f} s over {moves}; rankings computed "
+          f"during the moves: {calls['n'] - before}", flush=True)
+    print(f"  app: payload per move (the budget fragment, protobuf): {frag / 2**20:.2f} MiB, of which charts "
+          f"{charts / 2**20:.2f} MiB (AppTest reruns the whole script; a browser move re-sends only the fragment)",
           flush=True)
     return out
 
@@ -228,6 +343,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--moves", type=int, default=5, help="timed slider moves (default 5)")
     parser.add_argument("--maps", action="store_true", help="also compute both 2-D maps and their Plotly size")
     parser.add_argument("--no-app", action="store_true", help="library stages only (no AppTest)")
+    parser.add_argument("--no-library", action="store_true",
+                        help="skip the library timings (rankings are then read from the ranking cache)")
+    parser.add_argument("--draw", action="store_true", help="also time each map's draw in headless Chromium")
     args = parser.parse_args(argv)
     cache = OUT / "cache"
     os.environ["MADS_CACHE_DIR"] = str(cache)  # before anything reads it (the app, the stores)
@@ -235,9 +353,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"app_scale: N = {args.n:,}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
     path, build = build_app_inputs(args.n, OUT, cache)
     print("  inputs: " + ", ".join(f"{k}={v:.1f}" for k, v in build.items()), flush=True)
-    results = library_stage(path, cache)
+    results = {} if args.no_library else library_stage(path, cache)
     if args.maps:
         results |= maps_stage(path, cache)
+    results |= map_figures_stage(path, cache, args.draw)
     if not args.no_app:
         results |= app_stage(path, args.moves)
     results["peak_rss_mib"] = peak_rss_mib()
@@ -247,9 +366,9 @@ def main(argv: list[str] | None = None) -> int:
     first = results.get("first_compare_s", float("nan"))
     rerun = results.get("slider_rerun_s", float("nan"))
     where = OUT.relative_to(ROOT) / f"results_{args.n}.json"
-    print(f"  CPU seconds: baselines {results['baselines_s_cpu']:.1f}; every figure in {where}")
+    print(f"  CPU seconds: baselines {results.get('baselines_s_cpu', float('nan')):.1f}; every figure in {where}")
     print(f"app_scale: n={args.n} first_compare_s={first:.1f} slider_rerun_s={rerun:.2f} "
-          f"baselines_s={results['baselines_s']:.1f} peak_rss_mib={results['peak_rss_mib']:.0f}")
+          f"baselines_s={results.get('baselines_s', float('nan')):.1f} peak_rss_mib={results['peak_rss_mib']:.0f}")
     return 0
 
 

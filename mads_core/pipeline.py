@@ -307,3 +307,47 @@ def run_method_cached(
     sel, _ = cached_selection(method, inputs, settings, k, compute, cache=cache, use_cache=use_cache,
                               refresh=refresh)
     return sel
+
+
+DIVERSITY_VERSION = 1  # bump when metrics.diversity_curves changes its output
+DIVERSITY_KIND = "diversity"
+
+
+def diversity_curves_cached(
+    embeddings: np.ndarray,
+    ranking: np.ndarray,
+    cache: str | Path | None = None,
+    space: Any = None,
+    embeddings_key: str | None = None,
+    use_cache: bool = True,
+    refresh: bool = False,
+    compute: bool = True,
+) -> Any:
+    """``metrics.diversity_curves`` of every prefix of ``ranking``, read from / stored in the on-disk cache.
+
+    Stored under ``<cache>/diversity/<key>/`` (``mean_nn.npy``, ``radius.npy``; atomic and
+    checksummed like rankings); the key hashes the embeddings (``embeddings_key``, else
+    their content hash), the ranking's content and ``DIVERSITY_VERSION``. ``space``: a
+    ``metrics.text_space`` of ``embeddings`` to reuse. Returns a ``metrics.DiversityCurves``
+    equal to the computed one array for array; ``compute=False`` only reads the cache (None
+    on a miss).
+    """
+    from mads_core.analysis import metrics
+    from mads_core.analysis.project import array_hash
+    from mads_core.config import canonical_json, sha256_text
+    from mads_core.model.store import artifact_dir, load_arrays, save_arrays
+
+    order = np.ascontiguousarray(ranking, dtype=np.int64)
+    payload = {"embeddings": embeddings_key or array_hash(np.ascontiguousarray(embeddings)),
+               "ranking": array_hash(order), "version": DIVERSITY_VERSION}
+    folder = artifact_dir(DIVERSITY_KIND, sha256_text(canonical_json(payload))[:24], cache)
+    if use_cache and not refresh:
+        hit = load_arrays(folder, mmap=False)
+        if hit is not None and {"mean_nn", "radius"} <= set(hit[0]) and len(hit[0]["radius"]) == len(order):
+            return metrics.DiversityCurves(hit[0]["mean_nn"], hit[0]["radius"])
+    if not compute:
+        return None
+    curves = metrics.diversity_curves(space if space is not None else embeddings, order)
+    if use_cache:
+        save_arrays(folder, {"mean_nn": curves.mean_nn, "radius": curves.radius}, {"diversity": payload})
+    return curves

@@ -368,6 +368,31 @@ def run_method(
                                embeddings=embeddings, seed=seed)
 
 
+def run_method_cached(
+    method: str,
+    dataset: Dataset,
+    fingerprints: Any,
+    budget: int | float,
+    select_config: SelectConfig | None = None,
+    embeddings: np.ndarray | None = None,
+    method_settings: Mapping[str, Any] | None = None,
+) -> Selection:
+    """:func:`run_method` read from / stored in the on-disk ranking cache (``pipeline.run_method_cached``).
+
+    The same arrays as :func:`run_method`; a ranking computed once (by the app, ``compare``
+    or ``bench/app_scale.py``) is read back after a restart instead of recomputed. The app
+    asks prefix methods for the largest budget it offers and ``PER_BUDGET_METHODS``
+    (k-means) for the exact budget, so each k-means budget is clustered once and then kept.
+    """
+    from mads_core import pipeline
+
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    seed = int((method_settings or {}).get("seed", 0))
+    return pipeline.run_method_cached(method, dataset, fingerprints, budget, select_config=select_config,
+                                      embeddings=embeddings, seed=seed)
+
+
 def model_record(method: str, fingerprints: Any) -> dict[str, Any] | None:
     """What an export's manifest records about the model (as the CLI does): None for text-only methods."""
     if method not in NEEDS_FINGERPRINTS or fingerprints is None:
@@ -406,19 +431,26 @@ def coverable_neurons(bits: np.ndarray, chunk: int = 4096) -> int:
 
 
 def coverage_frame(
-    selections: Mapping[str, Selection], bits: np.ndarray, n_neurons: int, max_points: int = 600
+    selections: Mapping[str, Selection], bits: np.ndarray, n_neurons: int, max_points: int = 600,
+    counts: Mapping[str, np.ndarray] | None = None, coverable: int | None = None,
 ) -> tuple[pd.DataFrame, int]:
     """(long frame method/k/covered/coverage, coverable) of every method's plain union coverage.
 
-    Uses ``Selection.neurons_covered`` when the method recorded it. Curves are thinned
-    to ``max_points`` per method for drawing; the exact saturation k is kept.
+    Uses ``counts`` (a method -> ``metrics.coverage_counts`` of its whole ranking) and
+    ``coverable`` when given (the app computes both once per ranking), else
+    ``Selection.neurons_covered`` when the method recorded it, else a running OR. Curves are
+    thinned to ``max_points`` per method for drawing; the exact saturation k is kept.
     """
-    coverable = coverable_neurons(bits)
+    if coverable is None:
+        coverable = coverable_neurons(bits)
     parts = []
     for name, sel in selections.items():
-        covered = sel.neurons_covered if sel.neurons_covered is not None else None
+        covered = (counts or {}).get(name)
+        if covered is None or len(covered) != len(sel.ranking):
+            covered = sel.neurons_covered
         if covered is None or len(covered) != len(sel.ranking):
             covered = union_coverage(bits, sel.ranking, n_neurons)
+        covered = np.asarray(covered, dtype=np.int64)
         k = np.arange(1, len(covered) + 1)
         keep = _thin(covered, max_points)
         parts.append(pd.DataFrame({"method": name, "k": k[keep], "covered": covered[keep],

@@ -15,8 +15,6 @@ from pages import _state as state
 
 ui.page_setup(__file__)
 
-# Above this N x k, text diversity (O(N * k * d)) is left out of the live table.
-DIVERSITY_LIMIT = 400_000_000
 METRIC_COLUMNS = {
     "coverage": "neuron coverage",
     "mean_nn_distance": "text spread (mean NN cos dist)",
@@ -148,9 +146,13 @@ def budget_view() -> None:
 
     # (c) coverage
     st.header("Coverage vs budget", divider="gray")
-    curve_key = "|".join(f"{m}:{sel.settings_hash}:{len(sel.ranking)}" for m, sel in sels.items())
+    # per ranking, once: coverage of every prefix and text spread of every prefix; a move only reads them
+    counts, coverable = ui.coverage_counts(fp, sels)
+    curves = ui.diversity(ds, emb, sels)
+    curve_key = "|".join(f"{m}:{ui._digest(sel)}" for m, sel in sels.items())
     frame, coverable = ui.memo("coverage-frame", f"{fp.key}|{curve_key}",
-                               lambda: session.coverage_frame(sels, fp.bits, fp.n_neurons))
+                               lambda: session.coverage_frame(sels, fp.bits, fp.n_neurons, counts=counts,
+                                                              coverable=coverable))
     saturation = []
     for m in sels:
         part = frame[frame["method"] == m]
@@ -160,8 +162,8 @@ def budget_view() -> None:
     left, right = st.columns(2)
     with left:
         ui.chart(plots.coverage_curves(frame, n=n, budget=k, saturation=saturation), data=frame, name="coverage")
-    note = ("k-means is clustered at each budget, so its curve stops at the current budget. "
-            if "kmeans-embed" in sels else "")
+    note = ("k-means is clustered at each budget (its picks depend on k, so a new budget clusters again, once), "
+            "so its curve stops at the current budget. " if "kmeans-embed" in sels else "")
     sat_text = "; ".join(f"{plots.method_label(m)} at k = {ks:,}" for m, ks, _ in saturation)
     left.caption(f"Plain neuron coverage: share of the {coverable:,} neurons that fire on at least one sample. "
                  + note + (f"Plain coverage saturates (every later pick adds nothing to it): {sat_text}."
@@ -183,12 +185,11 @@ def budget_view() -> None:
 
     # (d) metrics
     st.header(f"Metrics at k = {k:,}", divider="gray")
-    use_emb = emb if n * k <= DIVERSITY_LIMIT else None
-    table_key = f"{fp.key}|{curve_key}|{k}|{use_emb is not None}"
+    table_key = f"{fp.key}|{curve_key}|{k}"
 
-    def _metrics() -> pd.DataFrame:
-        return metrics.metrics_table(sels, [k], bits=fp.bits, n_neurons=fp.n_neurons, emb=use_emb,
-                                     categories=ds.categories, lengths=ui.lengths(fp))
+    def _metrics() -> pd.DataFrame:  # lookups in the per-ranking curves: no distance, no fingerprint row read
+        return metrics.metrics_table(sels, [k], n_neurons=fp.n_neurons, coverage=counts, coverable=coverable,
+                                     diversity=curves, categories=ds.categories, lengths=ui.lengths(fp))
 
     with ui.guard("Metrics failed"):
         table = ui.memo("metrics", table_key, _metrics, recent=True)
@@ -203,8 +204,6 @@ def budget_view() -> None:
                "cosine distance from each pick to its nearest other pick (higher = more varied); text radius: "
                "worst distance of any sample to its nearest pick (lower = better covered). Coverage rewards samples "
                "that fire many neurons, which are often long ones — compare the token columns.")
-    if use_emb is None:
-        st.caption("Text spread/radius left out at this size (N × k too large for a live table).")
     d1, d2 = st.columns(2)
     d1.download_button("Download this table (CSV)", table.to_csv(index=False).encode(), file_name=f"metrics-k{k}.csv",
                        mime="text/csv", icon=":material/table:", on_click="ignore")
@@ -218,8 +217,8 @@ def budget_view() -> None:
                                                "category_entropy")])
     ui.chart(bars, data=table, name="metrics")
     if any(c is not None for c in ds.categories):
-        ui.chart(plots.category_bars(ds.categories, picked), data=ui.category_frame(ds.categories, picked),
-                 name="categories")
+        ui.chart(plots.category_bars(ds.categories, picked),
+                 data=lambda: ui.category_frame(ds.categories, picked), name="categories")
     else:
         st.caption("This dataset has no categories: category coverage is not available.")
 

@@ -110,11 +110,13 @@ def _search() -> None:
         if row is not None and 0 <= int(row) < n:
             space = st.radio("Nearest neighbours of the opened sample by", ["fingerprint (Jaccard)",
                              "text embedding (cosine)"], horizontal=True, key="inspect_nn_space")
-            if space.startswith("fingerprint"):
-                rows, sims = session.nearest(fp.bits, int(row), np.arange(n), top=10)
+            if space.startswith("fingerprint"):  # a whole pass over the data: once per opened sample
+                rows, sims = ui.memo("nearest-fp", f"{fp.key}|{int(row)}",
+                                     lambda: session.nearest(fp.bits, int(row), np.arange(n), top=10), recent=True)
                 label = "fingerprint Jaccard"
             else:
-                rows, sims = session.nearest_embedding(emb, int(row), top=10)
+                rows, sims = ui.memo("nearest-text", f"{ds.content_hash()}|{int(row)}",
+                                     lambda: session.nearest_embedding(emb, int(row), top=10), recent=True)
                 label = "cosine similarity"
             frame = _nearest_table(rows, sims, {}, label).drop(columns=["rank"])
             st.session_state["inspect_nn_rows"] = frame["row"].to_numpy()
@@ -151,7 +153,11 @@ def budget_view() -> None:
     left, right = st.columns([1, 1], gap="large")
     with left:
         st.subheader(f"{plots.method_label(method)}: {k:,} picks in order")
-        frame = session.picks_frame(ds, sel, k, token_counts)
+        # the whole ranking's table is built once per ranking; a budget move slices it
+        full = ui.memo("picks-frame", f"{ds.content_hash()}|{ui._digest(sel)}",
+                       lambda: session.picks_frame(ds, sel, len(sel.ranking), token_counts),
+                       recent=method in session.PER_BUDGET_METHODS)
+        frame = full.iloc[:k]
         st.session_state["inspect_table_rows"] = frame["row"].to_numpy()
         gain_label = "distance at pick" if method.startswith("kcenter") else "cluster size" \
             if method == "kmeans-embed" else "gain at pick"

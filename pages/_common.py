@@ -365,6 +365,14 @@ class ProjectionSettings:
     svd_dims: int = 50
 
 
+# Maps of at least this many samples are computed in a background thread (one per map and
+# settings, shared by every page and session of this server): the page renders everything else
+# at once, shows the map's progress and polls it every MAP_POLL_S seconds; when the map is done
+# the page reruns and draws it. Smaller maps are computed in the page run (a few seconds).
+BACKGROUND_MAP_ROWS = 5_000
+MAP_POLL_S = 2.0
+
+
 def projection_settings() -> ProjectionSettings:
     return ProjectionSettings(int(state.get(state.MAP_NEIGHBORS)), float(state.get(state.MAP_MIN_DIST)),
                               int(state.get(state.MAP_SVD)))
@@ -383,11 +391,11 @@ def _project(kind: str, memo_key: str, run: Callable[..., Projection], ps: Proje
     found = memo("projection", key, cached)
     if found is not None:
         return found
+    if n >= BACKGROUND_MAP_ROWS:
+        return _project_in_background(kind, key, run, n, **kw)
     holder = st.empty()
     with holder.status(f"Projecting {n:,} {kind} to 2-D (once; cached on disk)…", expanded=True) as status:
         bar = st.progress(0.0, text="starting…")
-        if n >= 2_000:
-            st.caption("UMAP shows no progress of its own; a fresh process also compiles it once (~30 s).")
 
         def progress(label: str, frac: float) -> None:
             bar.progress(min(max(frac, 0.0), 1.0), text=label)
@@ -399,7 +407,46 @@ def _project(kind: str, memo_key: str, run: Callable[..., Projection], ps: Proje
     return memo("projection", key, lambda: result) or result
 
 
+def _map_job_key(key: str) -> str:
+    return f"projection|{cache_root()}|{key}"
+
+
+def _project_in_background(kind: str, key: str, run: Callable[..., Projection], n: int, **kw: Any) -> Projection:
+    """The finished map, or a placeholder (``ready=False``, NaN coordinates) while a background job computes it."""
+    from mads_core.analysis import background
+
+    job_key = _map_job_key(key)
+    job = background.submit(job_key, lambda progress: run(use_cache=True, progress=progress, **kw),
+                            label=f"{kind} map of {n:,} samples")
+    if job.state == background.DONE:
+        return memo("projection", key, lambda: job.result) or job.result
+    pending = np.full((n, 2), np.nan, dtype=np.float32)
+    if job.state == background.FAILED:
+        c1, c2 = st.columns([5, 1])
+        c1.error(f"The {kind} map failed: {error_text(job.error)}", icon=":material/error:")
+        c2.button("Retry", key=f"retry-{job_key}", on_click=background.forget, args=(job_key,))
+        return Projection(pending, f"map failed: {error_text(job.error)}", key="", ready=False)
+    _map_progress(job_key, kind)
+    return Projection(pending, f"computing in the background ({job.fraction:.0%}): {job.stage}", key="",
+                      ready=False)
+
+
+@st.fragment(run_every=MAP_POLL_S)
+def _map_progress(job_key: str, kind: str) -> None:
+    """Progress of a background map, polled every ``MAP_POLL_S`` s; reruns the page once the map is done."""
+    from mads_core.analysis import background
+
+    job = background.get(job_key)
+    if job is None or not job.active:
+        st.rerun()  # done or failed: the whole page runs again and draws the map (or the error)
+    waited = f"running for {_duration(job.elapsed())}" if job.state == background.RUNNING else "queued"
+    st.progress(job.fraction, text=f"{kind.capitalize()} map of this dataset: {job.stage} — {waited}. "
+                "Computed once in the background and cached on disk; everything else on the page is ready, "
+                "and the map appears when it is done.")
+
+
 def fingerprint_projection(fp: Fingerprints) -> Projection:
+    """2-D map of the fingerprints (cached; ``ready=False`` while a large one is computed in the background)."""
     from mads_core.analysis.project import project_fingerprints
 
     ps = projection_settings()
@@ -409,6 +456,7 @@ def fingerprint_projection(fp: Fingerprints) -> Projection:
 
 
 def embedding_projection(ds: Dataset, emb: np.ndarray) -> Projection:
+    """2-D map of the text embeddings (cached; ``ready=False`` while a large one is computed in the background)."""
     from mads_core.analysis.project import project_embeddings
     from mads_core.model.embed import embedding_key
 
@@ -452,11 +500,72 @@ def ranking(method: str, ds: Dataset, fp: Fingerprints, k: int, emb: np.ndarray 
             shipped = load_selection(artifact_dir(RANKINGS, ranking_key(ds.content_hash(), fp.key, mkey, upto), root))
             if shipped is not None:
                 return shipped
-        return session.run_method(method, ds, fp, upto, select_config=config, embeddings=emb,
-                                  method_settings=msettings)
+        return session.run_method_cached(method, ds, fp, upto, select_config=config, embeddings=emb,
+                                         method_settings=msettings)
 
-    with st.spinner(f"Ranking {len(ds):,} samples with {method_label(method)} (once)…"):
+    if method in session.PER_BUDGET_METHODS:
+        text = (f"Clustering {len(ds):,} samples with {method_label(method)} at k = {upto:,} — its picks depend "
+                "on k, so each new budget is clustered once (then kept on disk)…")
+    else:
+        text = f"Ranking {len(ds):,} samples with {method_label(method)} (once, then kept on disk)…"
+    with st.spinner(text):
         return memo("ranking", key, run, recent=method in session.PER_BUDGET_METHODS)
+
+
+def _digest(sel: Selection) -> str:
+    """Content key of a ranking (what the per-ranking curves below are memoised under)."""
+    import hashlib
+
+    return hashlib.blake2b(np.ascontiguousarray(sel.ranking, dtype=np.int64).tobytes(), digest_size=12).hexdigest()
+
+
+def text_space(ds: Dataset, emb: np.ndarray) -> Any:
+    """``metrics.text_space`` of the dataset's embeddings, built once per embeddings and kept in memory."""
+    from mads_core.analysis import metrics
+    from mads_core.model.embed import embedding_key
+
+    return memo("text-space", f"{embedding_key(ds)}|{emb.shape}", lambda: metrics.text_space(emb))
+
+
+def diversity(ds: Dataset, emb: np.ndarray, sels: Mapping[str, Selection]) -> dict[str, Any]:
+    """Each ranking's text-spread curves (``metrics.diversity_curves``, every prefix): computed once per
+    ranking, kept on disk (``pipeline.diversity_curves_cached``) and in memory, so a budget move only
+    reads them (``metrics_table(diversity=...)``)."""
+    from mads_core import pipeline
+    from mads_core.analysis.project import array_hash
+    from mads_core.model.embed import embedding_key
+
+    emb_key = memo("embedding-hash", f"{embedding_key(ds)}|{emb.shape}", lambda: array_hash(np.asarray(emb)))
+    out: dict[str, Any] = {}
+    for m, sel in sels.items():
+        def load(sel: Selection = sel, m: str = m) -> Any:
+            found = pipeline.diversity_curves_cached(emb, sel.ranking, embeddings_key=emb_key, compute=False)
+            if found is None:
+                with st.spinner(f"Text spread of every {method_label(m)} prefix (once per ranking; kept on disk)…"):
+                    found = pipeline.diversity_curves_cached(emb, sel.ranking, embeddings_key=emb_key,
+                                                             space=text_space(ds, emb))
+            return found
+
+        out[m] = memo("diversity", f"{emb_key}|{_digest(sel)}", load, recent=m in session.PER_BUDGET_METHODS)
+    return out
+
+
+def coverage_counts(fp: Fingerprints, sels: Mapping[str, Selection]) -> tuple[dict[str, np.ndarray], int]:
+    """(method -> neurons covered by every prefix of its ranking, coverable neurons), computed once per
+    ranking and kept in memory (MADS records its own counts; the rest take one running OR)."""
+    from mads_core.analysis import metrics
+
+    coverable = memo("coverable", fp.key, lambda: metrics.coverable_count(fp.bits))
+    out: dict[str, np.ndarray] = {}
+    for m, sel in sels.items():
+        def count(sel: Selection = sel) -> np.ndarray:
+            known = sel.neurons_covered
+            if known is not None and len(known) == len(sel.ranking) and sel.n == fp.n_samples:
+                return np.asarray(known, dtype=np.int64)
+            return metrics.coverage_counts(fp.bits, sel.ranking)
+
+        out[m] = memo("coverage-counts", f"{fp.key}|{_digest(sel)}", count, recent=m in session.PER_BUDGET_METHODS)
+    return out, int(coverable)
 
 
 def export_selection(method: str, ds: Dataset, fp: Fingerprints, k: int, emb: np.ndarray | None) -> Selection:

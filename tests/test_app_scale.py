@@ -1,9 +1,11 @@
-"""Compare on a 5,000-sample synthetic cache: a budget-slider move computes no ranking.
+"""Compare on a 5,000-sample synthetic cache: a budget-slider move computes no ranking and no curve.
 
 The inputs come from ``mads_core.synthetic``'s seeded generators (as in ``bench/app_scale.py``) (JSONL records, packed
 fingerprints under the key the app looks up for the bundled model, 384-d embeddings), so
-no model runs. Every ranking the page asks for goes through ``pipeline.run_method``; the
-test counts those calls around the slider moves.
+no model runs. Every ranking the page asks for goes through ``pipeline.run_method``, every
+text-spread curve through ``metrics.diversity_curves`` (on a ``metrics.text_space``) and every
+coverage curve through ``metrics.coverage_counts`` / ``session.union_coverage``; the test
+counts those calls around the slider moves: a move reads curves, it computes none.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from mads_core import pipeline, session
+from mads_core.analysis import metrics
 from mads_core.synthetic import build_app_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,6 +55,14 @@ def test_slider_move_at_5000_samples_recomputes_no_ranking(synthetic, monkeypatc
         return real(method, dataset, fingerprints, budget, *args, **kwargs)
 
     monkeypatch.setattr(pipeline, "run_method", counting)
+    curves: list[str] = []  # every per-ranking structure the page computes
+    for module, name in ((metrics, "diversity_curves"), (metrics, "text_space"), (metrics, "coverage_counts"),
+                         (metrics, "coverable_count"), (session, "union_coverage")):
+        def wrapped(*args, _real=getattr(module, name), _name=name, **kwargs):
+            curves.append(_name)
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, wrapped)
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=900)
     at.session_state["data.source"] = "Local path"
     at.session_state["data.path"] = str(synthetic)
@@ -65,12 +76,36 @@ def test_slider_move_at_5000_samples_recomputes_no_ranking(synthetic, monkeypatc
     assert {m for m, _ in first} <= set(session.DEFAULT_METHODS)
     assert all(k == session.max_budget(N) for _, k in first)
     assert len(first) == len({m for m, _ in first})
+    # the first visit builds each ranking's curves once: text spread for every method, coverage for the
+    # baselines (MADS records its own coverage counts), one text space, one coverable count
+    methods = len(session.DEFAULT_METHODS)
+    assert curves.count("diversity_curves") == methods and curves.count("text_space") == 1
+    assert curves.count("coverage_counts") + curves.count("union_coverage") <= methods
+    built = list(curves)
 
     for pct in (20.0, 3.5, 12.0):
         at.slider(key=SLIDER).set_value(pct).run()
         assert not at.exception, [e.value for e in at.exception]
         assert at.session_state["budget_k"] == round(pct / 100 * N)
     assert calls == first, "a slider move recomputed a ranking"
+    assert curves == built, f"a slider move computed curves: {curves[len(built):]}"
     table = at.dataframe[0].value
     assert len(table) == len(session.DEFAULT_METHODS)
     assert np.isfinite(table.filter(like="neuron coverage").to_numpy(dtype=float)).all()
+    # text spread and radius at every size (no N x k cut-off any more), equal to a direct measurement
+    assert np.isfinite(table.filter(like="text spread").to_numpy(dtype=float)).all()
+    k = at.session_state["budget_k"]
+    ds = pipeline.load_data(str(synthetic))
+    emb = np.asarray(pipeline.dataset_embeddings_cached(ds))
+    mads = pipeline.run_method_cached("mads", ds, _fingerprints(ds), session.max_budget(N))
+    direct = metrics.text_diversity(emb, mads.ranking[:k])
+    row = table[table["method"] == "MADS"].iloc[0]
+    assert row.filter(like="text spread").iloc[0] == pytest.approx(direct["mean_nn_distance"], rel=1e-6)
+    assert row.filter(like="text radius").iloc[0] == pytest.approx(direct["radius"], rel=1e-6)
+
+
+def _fingerprints(ds):
+    from mads_core.config import FingerprintConfig, ModelSpec
+    from mads_core.model.fingerprint import cached_fingerprints
+
+    return cached_fingerprints(ds, ModelSpec(), FingerprintConfig())

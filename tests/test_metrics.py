@@ -9,6 +9,8 @@ import pytest
 
 from mads_core.analysis.metrics import (
     category_stats,
+    coverable_count,
+    coverage_counts,
     coverage_curves,
     diversity_curves,
     length_stats,
@@ -212,3 +214,45 @@ def test_metrics_table_reads_precomputed_curves_without_measuring():
         np.testing.assert_array_equal(read[col].to_numpy(), measured[col].to_numpy())
     # the k-center radius it recorded is the radius measured along its own ranking
     np.testing.assert_allclose(curves["kcenter-embed"].radius, sels["kcenter-embed"].coverage, atol=1e-6)
+
+
+def test_coverage_counts_of_every_prefix_by_hand_and_read_back_by_the_table():
+    # FIRED: row 0 {0}, row 1 {0,1}, row 2 {2,3}, row 3 {3,4}; neuron 5 never fires
+    assert coverage_counts(BITS, [3, 1, 0, 2]).tolist() == [2, 4, 4, 5]
+    assert coverage_counts(BITS, [3, 1, 0, 2], upto=2).tolist() == [2, 4]
+    assert coverable_count(BITS) == 5
+    # across the 1,024-row blocks of the running OR, against a direct union per prefix
+    rng = np.random.default_rng(3)
+    fired = rng.random((2500, 150)) < 0.01
+    order = rng.permutation(2500)[:2100]
+    direct = [int(fired[order[: i + 1]].any(axis=0).sum()) for i in range(0, 2100, 97)]
+    assert coverage_counts(pack_bits(fired), order)[::97].tolist() == direct
+    # a table from precomputed counts reads no fingerprint row and equals the measured one
+    sels = {"a": sel("a", [3, 1, 0, 2], 4), "b": sel("b", [2, 0], 4)}
+    counts = {m: coverage_counts(BITS, s.ranking) for m, s in sels.items()}
+    measured = metrics_table(sels, [1, 2, 3], bits=BITS, n_neurons=6)
+    read = metrics_table(sels, [1, 2, 3], n_neurons=6, coverage=counts, coverable=5,
+                         categories=["x", "y", "x", None])
+    for col in ("covered", "coverable", "coverage", "coverage_all", "k_used"):
+        np.testing.assert_array_equal(read[col].to_numpy(), measured[col].to_numpy())
+    assert read["covered"].tolist() == [2, 4, 4, 2, 3, 3]  # b has only 2 picks: its 3rd budget uses 2
+    with pytest.raises(ValueError, match="no coverage counts"):
+        coverage_curves(sels, None, 6, [2], counts={"a": counts["a"]}, coverable=5)
+
+
+def test_diversity_curves_cached_on_disk_equal_the_computed_ones(tmp_path):
+    from mads_core.pipeline import diversity_curves_cached
+
+    rng = np.random.default_rng(4)
+    emb = rng.normal(size=(300, 16)).astype(np.float32)
+    order = rng.permutation(300)[:120]
+    assert diversity_curves_cached(emb, order, cache=tmp_path, compute=False) is None
+    stored = diversity_curves_cached(emb, order, cache=tmp_path)
+    read = diversity_curves_cached(emb, order, cache=tmp_path, compute=False)
+    direct = diversity_curves(emb, order)
+    for got in (stored, read):
+        np.testing.assert_array_equal(got.radius, direct.radius)
+        np.testing.assert_array_equal(got.mean_nn, direct.mean_nn)
+    # another ranking (or other embeddings) is another entry
+    assert diversity_curves_cached(emb, order[::-1], cache=tmp_path, compute=False) is None
+    assert diversity_curves_cached(emb + 1, order, cache=tmp_path, compute=False) is None

@@ -131,3 +131,110 @@ def test_array_hash_tracks_content_shape_and_dtype():
     b[2, 3] += 1
     assert array_hash(a) != array_hash(b)
     assert array_hash(a, block_rows=1) == array_hash(a)
+
+
+# ------------------------------------------------------------------ packed products, large-N recipe, cache
+
+
+def test_products_with_packed_bits_equal_dense_products():
+    from mads_core.analysis.project import _a_times, _at_times, _BitBlocks
+
+    rng = np.random.default_rng(7)
+    fired = rng.random((130, D)) < 0.1
+    m_right, m_left = rng.standard_normal((D, 3)), rng.standard_normal((130, 3))
+    for block_rows in (1, 64, 100, 1000):
+        blocks = _BitBlocks(pack_bits(fired), D, block_rows)
+        np.testing.assert_allclose(_a_times(blocks, m_right, 130), fired @ m_right, atol=1e-12)
+        np.testing.assert_allclose(_at_times(blocks, m_left, D), fired.T @ m_left, atol=1e-12)
+
+
+def test_large_recipe_is_deterministic_keyed_apart_and_reports_progress(tmp_path):
+    bits, labels = two_groups(n_per=60, seed=9)
+    seen: list[tuple[str, float]] = []
+    first = project_fingerprints(bits, D, cache=tmp_path, large_rows=100, progress=lambda s, f: seen.append((s, f)))
+    assert "pynndescent graph" in first.method
+    again = project_fingerprints(bits, D, use_cache=False, large_rows=100)
+    np.testing.assert_array_equal(first.coords, again.coords)
+    small = project_fingerprints(bits, D, cache=tmp_path)  # below LARGE_ROWS: UMAP's own defaults
+    assert small.key != first.key and "pynndescent" not in small.method
+    fractions = [f for _, f in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert any(s.startswith("SVD of") for s, _ in seen) and any("epoch" in s for s, _ in seen)
+    c0, c1 = first.coords[labels == 0], first.coords[labels == 1]
+    assert np.linalg.norm(c0.mean(axis=0) - c1.mean(axis=0)) > 2 * np.linalg.norm(c0 - c0.mean(axis=0), axis=1).mean()
+
+
+def test_a_corrupt_cached_map_is_rebuilt(tmp_path):
+    from mads_core.model.store import artifact_dir
+
+    bits, _ = two_groups(n_per=20, seed=11)
+    first = project_fingerprints(bits, D, cache=tmp_path)
+    stored = artifact_dir("projections", first.key, tmp_path) / "coords.npy"
+    raw = bytearray(stored.read_bytes())
+    raw[-4:] = b"\xff\xff\xff\xff"  # same size, other bytes: only the checksum can tell
+    stored.write_bytes(bytes(raw))
+    assert project_fingerprints(bits, D, cache=tmp_path, compute=False) is None  # dropped, not returned
+    rebuilt = project_fingerprints(bits, D, cache=tmp_path)
+    assert not rebuilt.cache_hit
+    np.testing.assert_array_equal(rebuilt.coords, first.coords)
+    assert project_fingerprints(bits, D, cache=tmp_path, compute=False).cache_hit
+
+
+# ------------------------------------------------------------------ background jobs
+
+
+def test_a_background_job_runs_once_per_key_and_reports_progress():
+    import threading
+
+    from mads_core.analysis import background
+
+    key = f"test-once-{id(object())}"
+    release, calls = threading.Event(), []
+
+    def work(progress):
+        calls.append(threading.current_thread().name)
+        progress("half way", 0.5)
+        assert release.wait(10)
+        return "the map"
+
+    jobs: list[background.Job] = []
+    threads = [threading.Thread(target=lambda: jobs.append(background.submit(key, work))) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({id(j) for j in jobs}) == 1
+    job = jobs[0]
+    for _ in range(1000):  # the worker thread reaches its progress call
+        if job.fraction == 0.5:
+            break
+        threading.Event().wait(0.01)
+    assert job.active and job.state == background.RUNNING and (job.stage, job.fraction) == ("half way", 0.5)
+    assert background.submit(key, work) is job  # still running: not started again
+    release.set()
+    assert job.wait(10)
+    assert (job.state, job.result, job.fraction, len(calls)) == (background.DONE, "the map", 1.0, 1)
+    assert calls[0] != threading.current_thread().name
+    assert background.submit(key, work) is job and len(calls) == 1  # done: the result is kept, not recomputed
+    background.forget(key)
+    assert background.get(key) is None
+
+
+def test_a_failed_background_job_stays_failed_until_forgotten():
+    from mads_core.analysis import background
+
+    key = f"test-fail-{id(object())}"
+    calls = []
+
+    def boom(progress):
+        calls.append(1)
+        raise RuntimeError("no memory left")
+
+    job = background.submit(key, boom)
+    assert job.wait(10)
+    assert job.state == background.FAILED and "no memory left" in str(job.error) and not job.active
+    assert background.submit(key, boom) is job and len(calls) == 1  # not retried behind the user's back
+    background.forget(key)
+    retry = background.submit(key, lambda progress: 42)
+    assert retry is not job and retry.wait(10) and retry.result == 42
+    background.forget(key)

@@ -105,9 +105,17 @@ def _per_layer(sub: np.ndarray, whole: np.ndarray, offsets: Sequence[int]) -> np
     return np.divide(c, t, out=np.full(len(t), np.nan), where=t > 0)
 
 
-def _coverage_prefix_counts(bits: np.ndarray, ranking: np.ndarray, upto: int) -> np.ndarray:
-    """covered[i] = neurons fired by ranking[:i + 1]; a running OR in blocks of rows, O(upto * W)."""
-    order = np.asarray(ranking[:upto], dtype=np.int64)
+def coverage_counts(bits: np.ndarray, ranking: Sequence[int] | np.ndarray, upto: int | None = None) -> np.ndarray:
+    """covered[i] = distinct neurons fired by the first i + 1 picks of ``ranking`` (int64, (K,)).
+
+    ``bits``: (N, W) packed uint64 fingerprint rows (a memory map works: rows are read in
+    ascending order). One running OR along the ranking in blocks of 1,024 rows, O(K * W);
+    ``upto`` stops after that many picks. Every budget's coverage is then a lookup
+    (``covered[k - 1]``), which is how the app reads coverage at each slider position.
+    """
+    order = _as_index(ranking)
+    if upto is not None:
+        order = order[:upto]
     counts = np.empty(len(order), dtype=np.int64)
     acc = np.zeros(bits.shape[1], dtype=np.uint64)
     for s in range(0, len(order), 1024):
@@ -121,36 +129,55 @@ def _coverage_prefix_counts(bits: np.ndarray, ranking: np.ndarray, upto: int) ->
     return counts
 
 
+def coverable_count(bits: np.ndarray) -> int:
+    """Neurons fired by at least one row of ``bits`` ((N, W) packed uint64): coverage's denominator."""
+    return _popcount(_or_rows(bits))
+
+
 def _resolved(budgets: Sequence[int | float], n: int) -> list[int]:
     return [resolve_budget(b, n) for b in budgets]
 
 
 def coverage_curves(
     selections: Mapping[str, Selection],
-    bits: np.ndarray,
+    bits: np.ndarray | None,
     n_neurons: int,
     budgets: Sequence[int | float],
+    counts: Mapping[str, np.ndarray] | None = None,
+    coverable: int | None = None,
 ) -> pd.DataFrame:
     """Neuron coverage of every method at every budget, one row per (method, budget).
 
     Columns: method, budget (as given), k (resolved count), k_used (picks
     actually available: min(k, len(ranking))), covered, coverable, coverage,
     coverage_all. One running OR per method up to its largest budget.
+
+    ``counts`` maps a method to its precomputed :func:`coverage_counts` (at least as long
+    as its largest budget) and ``coverable`` is :func:`coverable_count`: given both, no
+    fingerprint row is read for those methods (``bits`` may then be None). Raises
+    ValueError when a method's coverage must be measured and ``bits`` is None.
     """
-    n = bits.shape[0]
-    coverable = _popcount(_or_rows(bits))
+    n = bits.shape[0] if bits is not None else _pool_size(selections)
+    if coverable is None:
+        if bits is None:
+            raise ValueError("coverage_curves: pass bits, or coverable with precomputed counts")
+        coverable = coverable_count(bits)
     ks = _resolved(budgets, n)
     rows = []
     for name, sel in selections.items():
         upto = min(max(ks, default=0), len(sel.ranking))
-        known = sel.neurons_covered
-        if known is not None and len(known) >= upto and sel.n == n:
-            counts = np.asarray(known[:upto], dtype=np.int64)  # recorded by the method (MADS)
+        known, given = sel.neurons_covered, (counts or {}).get(name)
+        if given is not None and len(given) >= upto:
+            prefix = np.asarray(given[:upto], dtype=np.int64)
+        elif known is not None and len(known) >= upto and sel.n == n:
+            prefix = np.asarray(known[:upto], dtype=np.int64)  # recorded by the method (MADS)
+        elif bits is None:
+            raise ValueError(f"coverage_curves: no coverage counts for {name!r} and no bits to measure them")
         else:
-            counts = _coverage_prefix_counts(bits, sel.ranking, upto)
+            prefix = coverage_counts(bits, sel.ranking, upto)
         for k in ks:
             used = min(k, len(sel.ranking))
-            cov = int(counts[used - 1]) if used else 0
+            cov = int(prefix[used - 1]) if used else 0
             rows.append({
                 "method": name, "k": k, "k_used": used, "covered": cov, "coverable": coverable,
                 "coverage": cov / coverable if coverable else np.nan,
@@ -314,6 +341,8 @@ def metrics_table(
     categories: Sequence[str | None] | None = None,
     lengths: Sequence[float] | np.ndarray | None = None,
     diversity: Mapping[str, DiversityCurves] | None = None,
+    coverage: Mapping[str, np.ndarray] | None = None,
+    coverable: int | None = None,
 ) -> pd.DataFrame:
     """One row per method x budget with every metric whose input is given.
 
@@ -325,12 +354,16 @@ def metrics_table(
     ``diversity`` maps a method to its precomputed :func:`diversity_curves` (at least as
     long as the largest budget): its text columns are then read, not computed, so a
     table at a new budget costs no distance at all. Methods missing from it are measured
-    from ``emb``.
+    from ``emb``. Likewise ``coverage`` (a method -> its :func:`coverage_counts`) with
+    ``coverable`` (:func:`coverable_count`) and ``n_neurons`` give the coverage columns
+    without reading ``bits``.
     """
     size_of = emb.n if isinstance(emb, DenseSpace) else emb
     n = _pool_size(selections, bits, size_of, categories, lengths)
     ks = _resolved(budgets, n)
-    cov = coverage_curves(selections, bits, n_neurons, budgets) if bits is not None and n_neurons else None
+    precounted = coverage is not None and coverable is not None and all(m in coverage for m in selections)
+    cov = (coverage_curves(selections, bits, n_neurons, budgets, counts=coverage, coverable=coverable)
+           if n_neurons and (bits is not None or precounted) else None)
     space = None
     rows, given = [], []
     for m, (name, sel) in enumerate(selections.items()):

@@ -16,16 +16,19 @@ a fixed seed makes UMAP single-threaded).
 from __future__ import annotations
 
 import hashlib
+import re
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numba
 import numpy as np
-import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
 
 from mads_core.config import canonical_json, sha256_text
 from mads_core.model.store import artifact_dir, load_arrays, save_arrays
+from mads_core.select.bitops import ctz64
 
 ProjectProgress = Callable[[str, float], None]  # (stage description, fraction done of the whole job)
 
@@ -36,13 +39,23 @@ DEFAULT_NEIGHBORS = 15
 DEFAULT_MIN_DIST = 0.1
 DEFAULT_SEED = 0
 BLOCK_ROWS = 2048
-# CSR blocks of the unpacked bits are kept between SVD passes while their total
-# number of set bits stays below this (~8 bytes each); above it they are rebuilt per pass.
-KEEP_BLOCKS_NNZ = 60_000_000
+# Transposed row blocks (D x ceil(rows/64) words each) are kept between SVD passes while
+# they take at most this many bytes in all; above it they are rebuilt per pass.
+KEEP_TRANSPOSED_BYTES = 1 << 30
 # Above this many rows the SVD is fitted on a seeded sample of rows, then applied to all.
 FIT_ROWS = 20_000
 # Largest N x D for UMAP on the raw (unpacked) bits without an SVD first.
 MAX_RAW_CELLS = 100_000_000
+# The large-N recipe, used from LARGE_ROWS rows on (below it, UMAP's own defaults): the
+# neighbour graph from pynndescent on KNN_JOBS threads (deterministic for a seed) instead of
+# UMAP's single-threaded search, LARGE_EPOCHS layout epochs (UMAP's default above 10,000
+# rows: 200) from a LARGE_INIT start. Part of the cache key (``LARGE_RECIPE``).
+LARGE_ROWS = 10_000
+LARGE_EPOCHS = 200
+LARGE_INIT = "spectral"
+KNN_JOBS = 2
+LARGE_KNN_SHARE = 0.3  # share of the UMAP progress bar given to the neighbour graph
+SVD_SHARE_LARGE = 0.25  # share of a large fingerprint map's progress bar given to the SVD
 
 
 @dataclass(frozen=True)
@@ -53,6 +66,7 @@ class Projection:
     method: str         # e.g. "SVD(50) → UMAP(n_neighbors=15, euclidean)"
     key: str            # cache key
     cache_hit: bool = False
+    ready: bool = True  # False: still being computed (coords all NaN, ``method`` says how far it got)
 
 
 # ------------------------------------------------------------------ hashing
@@ -85,57 +99,90 @@ def _store(kind: str, key: str, coords: np.ndarray, method: str, settings: dict,
 
 
 # ------------------------------------------------------------ bits -> SVD
+# Products with the (N, D) 0/1 matrix A are read straight from the packed words: for every
+# set bit, add one row of the dense factor. Sums run in ascending index order, block by block
+# (``BLOCK_ROWS`` rows), so the result does not depend on the number of threads.
 
 
-def _unpack_block(words: np.ndarray, n_neurons: int) -> sp.csr_matrix:
-    """(R, W) packed uint64 rows -> (R, n_neurons) float32 CSR of the set bits."""
-    raw = np.ascontiguousarray(words, dtype="<u8").view(np.uint8)
-    dense = np.unpackbits(raw, axis=1, bitorder="little")[:, :n_neurons]
-    rows, cols = np.nonzero(dense)
-    data = np.ones(len(rows), dtype=np.float32)
-    return sp.csr_matrix((data, (rows, cols)), shape=dense.shape, dtype=np.float32)
+@numba.njit(cache=True, parallel=True, nogil=True)
+def _bits_times(bits, m, out):  # pragma: no cover - numba
+    """out[i] = sum of m[d] over the set bits d of packed row i: (R, W) uint64 @ (D, k) -> (R, k)."""
+    n, w = bits.shape
+    dmax, k = m.shape
+    for i in numba.prange(n):
+        for c in range(k):
+            out[i, c] = 0.0
+        for j in range(w):
+            word = bits[i, j]
+            while word != 0:
+                d = j * 64 + np.int64(ctz64(word))
+                if d >= dmax:
+                    break
+                for c in range(k):
+                    out[i, c] += m[d, c]
+                word &= word - np.uint64(1)
+
+
+@numba.njit(cache=True, parallel=True, nogil=True)
+def _transpose_bits(bits, n_neurons, out):  # pragma: no cover - numba
+    """Packed (R, W) rows -> packed (n_neurons, ceil(R/64)) columns; ``out`` zeroed by the caller."""
+    n, w = bits.shape
+    for g in numba.prange((n + 63) // 64):
+        for r in range(min(64, n - g * 64)):
+            bit = np.uint64(1) << np.uint64(r)
+            for j in range(w):
+                word = bits[g * 64 + r, j]
+                while word != 0:
+                    d = j * 64 + np.int64(ctz64(word))
+                    if d >= n_neurons:
+                        break
+                    out[d, g] |= bit
+                    word &= word - np.uint64(1)
 
 
 class _BitBlocks:
-    """Row blocks of the unpacked bit matrix as CSR, kept in memory when small enough."""
+    """Row blocks of a packed bit matrix, and their transposes (kept while under ``KEEP_TRANSPOSED_BYTES``)."""
 
     def __init__(self, bits: np.ndarray, n_neurons: int, block_rows: int = BLOCK_ROWS):
         self.bits, self.n_neurons, self.block_rows = bits, n_neurons, block_rows
         self.starts = list(range(0, bits.shape[0], block_rows))
-        self._kept: list[sp.csr_matrix] | None = None
+        per_block = n_neurons * -(-min(block_rows, max(bits.shape[0], 1)) // 64) * 8
+        self._keep = per_block * len(self.starts) <= KEEP_TRANSPOSED_BYTES
+        self._transposed: dict[int, np.ndarray] = {}
 
-    def __iter__(self) -> Iterator[tuple[int, sp.csr_matrix]]:
-        if self._kept is not None:
-            yield from zip(self.starts, self._kept, strict=True)
-            return
-        kept: list[sp.csr_matrix] | None = []
-        nnz = 0
-        for start in self.starts:
-            block = _unpack_block(self.bits[start : start + self.block_rows], self.n_neurons)
-            if kept is not None:
-                nnz += block.nnz
-                if nnz <= KEEP_BLOCKS_NNZ:
-                    kept.append(block)
-                else:
-                    kept = None
-            yield start, block
-        if kept is not None:
-            self._kept = kept
+    def rows(self, start: int) -> np.ndarray:
+        return np.ascontiguousarray(self.bits[start : start + self.block_rows], dtype=np.uint64)
+
+    def transposed(self, start: int) -> np.ndarray:
+        found = self._transposed.get(start)
+        if found is None:
+            rows = self.rows(start)
+            found = np.zeros((self.n_neurons, -(-rows.shape[0] // 64)), dtype=np.uint64)
+            _transpose_bits(rows, self.n_neurons, found)
+            if self._keep:
+                self._transposed[start] = found
+        return found
 
 
 def _a_times(blocks: _BitBlocks, m: np.ndarray, n_rows: int) -> np.ndarray:
     """A @ m for the (N, D) bit matrix A, block by block."""
+    m = np.ascontiguousarray(m, dtype=np.float64)
     out = np.empty((n_rows, m.shape[1]), dtype=np.float64)
-    for start, block in blocks:
-        out[start : start + block.shape[0]] = block @ m
+    for start in blocks.starts:
+        rows = blocks.rows(start)
+        _bits_times(rows, m, out[start : start + rows.shape[0]])
     return out
 
 
 def _at_times(blocks: _BitBlocks, m: np.ndarray, n_cols: int) -> np.ndarray:
-    """A.T @ m for the (N, D) bit matrix A, block by block."""
+    """A.T @ m for the (N, D) bit matrix A: per row block, its transposed bits times its rows of m."""
+    m = np.ascontiguousarray(m, dtype=np.float64)
     out = np.zeros((n_cols, m.shape[1]), dtype=np.float64)
-    for start, block in blocks:
-        out += block.T @ m[start : start + block.shape[0]]
+    part = np.empty_like(out)
+    for start in blocks.starts:
+        cols = blocks.transposed(start)
+        _bits_times(cols, np.ascontiguousarray(m[start : start + blocks.block_rows]), part)
+        out += part
     return out
 
 
@@ -156,8 +203,9 @@ def svd_bits(
     product with the bit matrix streams over row blocks, so memory stays
     O((N + D) * k). Above ``fit_rows`` rows the components are fitted on a seeded
     sample of ``fit_rows`` rows and every row is then projected onto them in one
-    more pass (fit on a sample, transform all). Deterministic for a fixed ``seed``;
-    each component's sign makes its largest-magnitude score positive.
+    more pass (fit on a sample, transform all). Deterministic for a fixed ``seed``
+    (products with the bits sum in a fixed order; factorisations run on one BLAS
+    thread); each component's sign makes its largest-magnitude score positive.
     """
     n = bits.shape[0]
     rng = np.random.default_rng(seed)
@@ -176,20 +224,21 @@ def svd_bits(
         if progress is not None:
             progress(f"SVD of {n:,} x {n_neurons:,} bits: {label}", done / passes)
 
-    q, _ = np.linalg.qr(_a_times(blocks, rng.standard_normal((n_neurons, width)), m))
-    step("range")
-    for i in range(n_iter):
-        z, _ = np.linalg.qr(_at_times(blocks, q, n_neurons))
-        q, _ = np.linalg.qr(_a_times(blocks, z, m))
-        step(f"power iteration {i + 1}/{n_iter}")
-    b_t = _at_times(blocks, q, n_neurons)  # (D, width) = (Q^T A)^T
-    step("components")
-    u_small, s, vt = np.linalg.svd(b_t.T, full_matrices=False)
-    if sampled:
-        scores = _a_times(_BitBlocks(bits, n_neurons, block_rows), vt[:k].T, n)
-        step(f"projecting all {n:,} rows")
-    else:
-        scores = (q @ u_small[:, :k]) * s[:k]
+    with threadpool_limits(limits=1, user_api="blas"):  # small factorisations: 2+ BLAS threads are slower
+        q, _ = np.linalg.qr(_a_times(blocks, rng.standard_normal((n_neurons, width)), m))
+        step("range")
+        for i in range(n_iter):
+            z, _ = np.linalg.qr(_at_times(blocks, q, n_neurons))
+            q, _ = np.linalg.qr(_a_times(blocks, z, m))
+            step(f"power iteration {i + 1}/{n_iter}")
+        b_t = _at_times(blocks, q, n_neurons)  # (D, width) = (Q^T A)^T
+        step("components")
+        u_small, s, vt = np.linalg.svd(b_t.T, full_matrices=False)
+        if sampled:
+            scores = _a_times(_BitBlocks(bits, n_neurons, block_rows), vt[:k].T, n)
+            step(f"projecting all {n:,} rows")
+        else:
+            scores = (q @ u_small[:, :k]) * s[:k]
     signs = np.sign(scores[np.argmax(np.abs(scores), axis=0), np.arange(k)])
     signs[signs == 0] = 1.0
     return (scores * signs).astype(np.float32)
@@ -198,16 +247,65 @@ def svd_bits(
 # ------------------------------------------------------------------ UMAP
 
 
-def _umap(x: np.ndarray, metric: str, n_neighbors: int, min_dist: float, seed: int) -> np.ndarray:
+class _EpochSink:
+    """A file for tqdm: UMAP's layout reports its epochs through tqdm (``tqdm_kwds``); turn them into progress."""
+
+    def __init__(self, progress: ProjectProgress, label: str):
+        self.progress, self.label = progress, label
+
+    def write(self, text: str) -> None:
+        found = re.findall(r"(\d+)/(\d+)", text)
+        if found:
+            done, total = (int(v) for v in found[-1])
+            self.progress(f"{self.label}: epoch {done}/{total}", done / max(total, 1))
+
+    def flush(self) -> None:
+        pass
+
+
+def _knn(x: np.ndarray, metric: str, n_neighbors: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Approximate (N, n_neighbors) neighbour indices and distances (pynndescent, all cores, seeded)."""
+    import pynndescent
+
+    index = pynndescent.NNDescent(x, n_neighbors=n_neighbors, metric=metric, random_state=seed,
+                                  n_jobs=KNN_JOBS, low_memory=True, compressed=True)
+    indices, distances = index.neighbor_graph
+    return indices, distances
+
+
+def _umap(x: np.ndarray, metric: str, n_neighbors: int, min_dist: float, seed: int, large: bool = False,
+          progress: ProjectProgress | None = None) -> np.ndarray:
+    """UMAP of ``x`` to 2-D; ``large`` = the large-N recipe (see ``LARGE_ROWS``). Progress from 0 to 1."""
     import umap
 
-    model = umap.UMAP(
-        n_neighbors=n_neighbors, n_components=2, metric=metric, min_dist=min_dist, random_state=seed,
-        n_jobs=1,
-    )
+    extra: dict = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # n_jobs overridden by random_state; small-graph spectral init notes
+        start = 0.0
+        if large:
+            if progress is not None:
+                progress(f"neighbour graph of {len(x):,} points (pynndescent)", 0.0)
+            extra = {"precomputed_knn": _knn(x, metric, n_neighbors, seed), "n_epochs": LARGE_EPOCHS,
+                     "init": LARGE_INIT}
+            start = LARGE_KNN_SHARE
+        if progress is not None:
+            progress(f"UMAP graph and {extra.get('init', 'spectral')} initialisation", start)
+            sink = _EpochSink(_scaled(progress, start, 1.0), "UMAP layout")
+            extra["tqdm_kwds"] = {"disable": False, "file": sink, "bar_format": "{n}/{total}", "mininterval": 0.5}
+        model = umap.UMAP(
+            n_neighbors=n_neighbors, n_components=2, metric=metric, min_dist=min_dist, random_state=seed,
+            n_jobs=1, **extra,
+        )
         return np.asarray(model.fit_transform(x), dtype=np.float32)
+
+
+def large_recipe() -> dict:
+    """The large-N recipe's settings (part of the cache key of every map made with it)."""
+    return {"knn": "pynndescent", "epochs": LARGE_EPOCHS, "init": LARGE_INIT}
+
+
+def _recipe_note(large: bool) -> str:
+    return f"; pynndescent graph, {LARGE_EPOCHS} epochs" if large else ""
 
 
 def _small_fallback(x: np.ndarray) -> np.ndarray:
@@ -243,6 +341,7 @@ def project_fingerprints(
     use_cache: bool = True,
     compute: bool = True,
     progress: ProjectProgress | None = None,
+    large_rows: int = LARGE_ROWS,
 ) -> Projection | None:
     """2-D map of packed fingerprint rows ``bits`` (N, W) uint64: SVD(svd_dims) then euclidean UMAP.
 
@@ -250,7 +349,10 @@ def project_fingerprints(
     already content-addressed); without it the bits are hashed. ``svd_dims=0`` skips
     the SVD and runs Jaccard UMAP on the unpacked bits (only for N x D up to
     ``MAX_RAW_CELLS``). Fewer than ``MIN_UMAP_SAMPLES`` rows: a 2-D SVD of the bits
-    instead of UMAP. ``compute=False`` only reads the cache (None on a miss).
+    instead of UMAP. From ``large_rows`` rows on, the SVD path uses the large-N recipe
+    (``LARGE_RECIPE``: pynndescent neighbour graph, ``LARGE_EPOCHS`` epochs; part of the
+    cache key). ``compute=False`` only reads the cache (None on a miss). ``progress``
+    receives (stage, fraction of the whole job) from the calling thread.
     """
     if bits.ndim != 2 or bits.shape[1] != -(-n_neurons // 64):
         raise ValueError(f"bits must be (N, ceil({n_neurons}/64)) uint64 words, got shape {bits.shape}")
@@ -259,6 +361,9 @@ def project_fingerprints(
         raise ValueError("nothing to project: no rows")
     settings = {"svd_dims": svd_dims, "n_neighbors": n_neighbors, "min_dist": min_dist, "seed": seed,
                 "n_neurons": n_neurons}
+    large = svd_dims > 0 and n >= max(large_rows, MIN_UMAP_SAMPLES)
+    if large:
+        settings["recipe"] = large_recipe()
     if svd_dims == 0 and n * n_neurons > MAX_RAW_CELLS:
         raise ValueError(f"UMAP on raw bits needs N x D <= {MAX_RAW_CELLS:,} ({n:,} x {n_neurons:,} given): "
                          "use an SVD pre-reduction (svd_dims > 0)")
@@ -280,13 +385,14 @@ def project_fingerprints(
         method = f"UMAP(n_neighbors={nn}, Jaccard) of the raw bits (no SVD)"
     else:
         dims = min(svd_dims, n - 1, n_neurons)
-        reduced = svd_bits(bits, n_neurons, dims, seed=seed, progress=_scaled(progress, 0.0, 0.6))
+        share = SVD_SHARE_LARGE if large else 0.6
+        reduced = svd_bits(bits, n_neurons, dims, seed=seed, progress=_scaled(progress, 0.0, share))
         if progress is not None:
-            progress(f"UMAP of {n:,} points ({dims} SVD dims)", 0.6)
+            progress(f"UMAP of {n:,} points ({dims} SVD dims)", share)
         nn = _neighbors(n, n_neighbors)
-        coords = _umap(reduced, "euclidean", nn, min_dist, seed)
+        coords = _umap(reduced, "euclidean", nn, min_dist, seed, large=large, progress=_scaled(progress, share, 1.0))
         fitted = f", fitted on {FIT_ROWS:,} sampled rows" if n > FIT_ROWS else ""
-        method = f"SVD({dims}{fitted}) → UMAP(n_neighbors={nn}, euclidean)"
+        method = f"SVD({dims}{fitted}) → UMAP(n_neighbors={nn}, euclidean{_recipe_note(large)})"
     if progress is not None:
         progress("done", 1.0)
     if use_cache:
@@ -305,16 +411,21 @@ def project_embeddings(
     use_cache: bool = True,
     compute: bool = True,
     progress: ProjectProgress | None = None,
+    large_rows: int = LARGE_ROWS,
 ) -> Projection | None:
     """2-D map of sentence embeddings (N, d): cosine UMAP (2-D SVD below ``MIN_UMAP_SAMPLES`` rows).
 
-    ``compute=False`` only reads the cache (None on a miss).
+    From ``large_rows`` rows on, the large-N recipe (as for fingerprints). ``compute=False``
+    only reads the cache (None on a miss).
     """
     emb = np.asarray(emb)
     if emb.ndim != 2 or emb.shape[0] == 0:
         raise ValueError(f"embeddings must be a non-empty (N, d) array, got shape {emb.shape}")
     n = emb.shape[0]
     settings = {"n_neighbors": n_neighbors, "min_dist": min_dist, "seed": seed}
+    large = n >= max(large_rows, MIN_UMAP_SAMPLES)
+    if large:
+        settings["recipe"] = large_recipe()
     key = _cache_key("embeddings", input_key or array_hash(emb), settings)
     hit = _cached("projections", key, cache) if use_cache else None
     if hit is not None or not compute:
@@ -327,8 +438,9 @@ def project_embeddings(
         if progress is not None:
             progress(f"UMAP of {n:,} embeddings", 0.0)
         nn = _neighbors(n, n_neighbors)
-        coords = _umap(np.asarray(emb, dtype=np.float32), "cosine", nn, min_dist, seed)
-        method = f"UMAP(n_neighbors={nn}, cosine) of {emb.shape[1]}-d sentence embeddings"
+        coords = _umap(np.asarray(emb, dtype=np.float32), "cosine", nn, min_dist, seed, large=large,
+                       progress=progress)
+        method = f"UMAP(n_neighbors={nn}, cosine{_recipe_note(large)}) of {emb.shape[1]}-d sentence embeddings"
     if progress is not None:
         progress("done", 1.0)
     if use_cache:

@@ -50,6 +50,11 @@ TFIDF_SETTINGS: dict[str, Any] = {
     "max_features": 100_000,
     "norm": "l2",
 }
+# kcenter-tfidf above TFIDF_REDUCE_MIN_N samples: cosine k-center on a seeded TruncatedSVD of the
+# TF-IDF rows (see select_kcenter_tfidf); exact on the sparse rows below.
+TFIDF_REDUCE_MIN_N = 10_000
+TFIDF_SVD_COMPONENTS = 128
+TFIDF_SVD_ITER = 5
 # Above this many rows k-means uses MiniBatchKMeans (full Lloyd iterations on
 # 52K x 384 with k in the thousands take minutes on 2 cores).
 MINIBATCH_THRESHOLD = 10_000
@@ -284,10 +289,51 @@ def tfidf_matrix(texts: Sequence[str]) -> sp.csr_matrix:
         return sp.csr_matrix((len(texts), 1), dtype=np.float32)
 
 
-def select_kcenter_tfidf(dataset: Any, budget: int | float) -> Selection:
-    """K-center on TF-IDF vectors of ``dataset.display_text(i)``, cosine distance."""
+def tfidf_reduce(X: sp.spmatrix, components: int = TFIDF_SVD_COMPONENTS, seed: int = 0) -> np.ndarray:
+    """(N, r) float32 rows: a seeded ``TruncatedSVD`` of the TF-IDF rows ``X`` (N, V), r = ``components``.
+
+    scikit-learn's randomized SVD (``n_iter=TFIDF_SVD_ITER``, ``random_state=seed``; signs
+    fixed by ``svd_flip``), on one BLAS thread so that the rounding, and so the rows, are the
+    same on every run. Cosine k-center on these rows approximates cosine k-center on the
+    TF-IDF rows (the top ``components`` directions of the term space; rows re-normalised by
+    the caller). Raises ValueError when ``components`` >= V or >= N (nothing to reduce).
+    """
+    from sklearn.decomposition import TruncatedSVD
+    from threadpoolctl import threadpool_limits
+
+    n, v = X.shape
+    if not 0 < components < min(n, v):
+        raise ValueError(f"components must be in (0, min(N, V)) = (0, {min(n, v)}), got {components}")
+    svd = TruncatedSVD(n_components=components, algorithm="randomized", n_iter=TFIDF_SVD_ITER, random_state=seed)
+    with threadpool_limits(limits=1, user_api="blas"):
+        out = svd.fit_transform(sp.csr_matrix(X, dtype=np.float32))
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def select_kcenter_tfidf(
+    dataset: Any, budget: int | float, reduce: int | None | str = "auto", seed: int = 0,
+) -> Selection:
+    """K-center on TF-IDF vectors of ``dataset.display_text(i)``, cosine distance.
+
+    ``reduce``: ``"auto"`` (default) = exact on the sparse TF-IDF rows up to
+    ``TFIDF_REDUCE_MIN_N`` samples, above it on ``TFIDF_SVD_COMPONENTS`` SVD components
+    (:func:`tfidf_reduce`); an int = that many components whatever N (exact when there are
+    not more terms and samples than that); ``None`` = always exact. The reduced path is the
+    cosine k-center of the projected rows — an approximation of TF-IDF k-center, used where
+    exactness is not the point (a text-spread baseline at tens of thousands of samples: 52,000
+    rows reduced and ranked to 15% in seconds instead of a minute). Settings record which.
+    """
     X = tfidf_matrix(_texts(dataset))
     tfidf = {k: list(v) if isinstance(v, tuple) else v for k, v in TFIDF_SETTINGS.items()}
+    if reduce == "auto":
+        reduce = TFIDF_SVD_COMPONENTS if X.shape[0] > TFIDF_REDUCE_MIN_N else None
+    elif reduce is not None and (isinstance(reduce, bool) or not isinstance(reduce, (int, np.integer)) or reduce < 1):
+        raise ValueError(f"reduce must be 'auto', None or a positive number of components, got {reduce!r}")
+    if reduce is not None and reduce < min(X.shape):
+        rows = tfidf_reduce(X, int(reduce), seed)
+        info = {"tfidf": tfidf, "reduce": {"method": "TruncatedSVD", "components": int(reduce),
+                                           "n_iter": TFIDF_SVD_ITER, "seed": int(seed)}}
+        return kcenter_greedy(rows, budget, "cosine", "mean", method="kcenter-tfidf", settings=info)
     return kcenter_greedy(X, budget, "cosine", "mean", method="kcenter-tfidf", settings={"tfidf": tfidf})
 
 

@@ -81,6 +81,121 @@ def _dot8(x, p, xj, acc):
     return np.float64(((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])))
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _dot8_rows(x, p, xj, zero):
+    """:func:`_dot8` with the 8 lanes in local variables (no memory round trip): the same sums.
+
+    ``zero`` is a 0 of ``x``'s dtype, so every product and sum stays in that dtype.
+    """
+    d = x.shape[1]
+    d8 = d - d % 8
+    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = zero
+    for t in range(0, d8, 8):
+        a0 += x[p, t] * xj[t]
+        a1 += x[p, t + 1] * xj[t + 1]
+        a2 += x[p, t + 2] * xj[t + 2]
+        a3 += x[p, t + 3] * xj[t + 3]
+        a4 += x[p, t + 4] * xj[t + 4]
+        a5 += x[p, t + 5] * xj[t + 5]
+        a6 += x[p, t + 6] * xj[t + 6]
+        a7 += x[p, t + 7] * xj[t + 7]
+    for t in range(d8, d):
+        a0 += x[p, t] * xj[t]
+    return np.float64(((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)))
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _bound_limit(m, cosine, margin):
+    """Squared limit below which the projection bound cannot rule a row out (row's distance ``m``)."""
+    lim = (np.sqrt(2.0 * m) if cosine else m) + margin
+    return lim * lim
+
+
+@numba.njit(cache=True, nogil=True)
+def _scan_block(z, rest, zj, rest_j, val, lim2, alive, lo, hi, cand, n_cand):
+    """Rows ``lo:hi``: the bound rules a row out or appends it to ``cand``; returns (best, arg, n_cand).
+
+    ``best``/``arg``: the largest ``val`` among the ruled-out rows still alive (first index on ties).
+    """
+    r = z.shape[1]
+    r8 = r - r % 8
+    best = -1.0
+    arg = -1
+    for p in range(lo, hi):
+        if not alive[p]:
+            continue
+        lim = lim2[p]
+        if lim < np.inf:
+            q = rest[p] - rest_j
+            lb = q * q
+            t = 0
+            while t < r8:
+                for u in range(t, t + 8):
+                    q = z[p, u] - zj[u]
+                    lb += q * q
+                t += 8
+                if lb > lim:
+                    break
+            if lb <= lim:
+                for u in range(r8, r):
+                    q = z[p, u] - zj[u]
+                    lb += q * q
+            if lb > lim:
+                if val[p] > best:
+                    best = val[p]
+                    arg = p
+                continue
+        cand[n_cand] = p
+        n_cand += 1
+    return best, arg, n_cand
+
+
+@numba.njit(cache=True, nogil=True)
+def _farthest_dense(x, z, rest, sq, cosine, margin, start, k, ranking, gains, radius, stats):
+    """Greedy k-center from ``start``: see :meth:`DenseSpace.farthest_first`.
+
+    Per pick: one pass over the alive (unpicked) rows with the projection bound, which
+    either rules a row out (its distance cannot drop) or lists it; then exact distances of
+    the listed rows. Picked rows are never measured again (their distances are not needed).
+    """
+    n, d = x.shape
+    r = z.shape[1]
+    val = np.full(n, np.inf)
+    lim2 = np.full(n, np.inf)
+    alive = np.ones(n, dtype=np.bool_)
+    cand = np.empty(n, dtype=np.int64)
+    xj = np.empty(d, dtype=x.dtype)
+    zero = np.zeros(1, dtype=x.dtype)[0]
+    zj = np.empty(r, dtype=z.dtype)
+    n_exact = 0
+    j = start
+    for i in range(k):
+        ranking[i] = j
+        gains[i] = val[j] if i > 0 else np.nan
+        alive[j] = False
+        for t in range(d):
+            xj[t] = x[j, t]
+        for t in range(r):
+            zj[t] = z[j, t]
+        sqj = sq[j]
+        best, nxt, n_cand = _scan_block(z, rest, zj, rest[j], val, lim2, alive, 0, n, cand, 0)
+        n_exact += n_cand
+        for c in range(n_cand):
+            p = cand[c]
+            dist = _distance(_dot8_rows(x, p, xj, zero), sq[p], sqj, cosine)
+            m = val[p]
+            if dist < m:
+                val[p] = dist
+                lim2[p] = _bound_limit(dist, cosine, margin)
+                m = dist
+            if m > best or (m == best and p < nxt):
+                best = m
+                nxt = p
+        radius[i] = max(best, 0.0)
+        j = nxt
+    stats[0] = n_exact
+
+
 @numba.njit(cache=True, nogil=True)
 def _walk_dense(x, z, rest, sq, cosine, margin, follow, order, start, k, ranking, gains, radius, mean_nn, stats):
     """Farthest-first (``follow`` False) or a given ``order``: see :class:`DenseSpace`."""
@@ -212,7 +327,12 @@ class DenseSpace:
         ``gains[i]``: pick i's distance to the earlier picks (NaN for the first);
         ``radius[i]``: largest distance of any row to its nearest pick after pick i.
         """
-        ranking, gains, radius, _ = self._walk(False, np.zeros(1, dtype=np.int64), start, k)
+        ranking = np.empty(k, dtype=np.int64)
+        gains, radius = np.empty(k, dtype=np.float64), np.empty(k, dtype=np.float64)
+        stats = np.zeros(1, dtype=np.int64)
+        _farthest_dense(self.x, self.z, self.rest, self.sq, self.metric == "cosine", self.margin, int(start), int(k),
+                        ranking, gains, radius, stats)
+        self.exact_distances = int(stats[0])
         return ranking, gains, radius
 
     def prefix_curves(self, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -23,6 +23,7 @@ import contextlib
 import io
 import logging
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ from mads_core.validate.chat import encode_chat
 
 TRAINER_RUNS = 0
 ADAPTER_DIR = "adapter"
+_TRL_DEPRECATIONS = ".*deprecated and will be removed in v6"  # transformers APIs TRL still calls
 
 
 @dataclass(frozen=True)
@@ -114,9 +116,24 @@ def load_base(spec: ModelSpec, settings: TrainSettings) -> tuple[Any, Any]:
         tokenizer.pad_token = tokenizer.eos_token
     device, bf16 = resolve(settings)
     dtype = torch.bfloat16 if (bf16 and device.startswith("cuda") and settings.method == "lora") else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs)
+    with _quiet_loading():
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs)
     model.to(device)
     return model, tokenizer
+
+
+@contextlib.contextmanager
+def _quiet_loading():
+    """No "Loading weights" bar per cell: the grid prints its own progress line for each."""
+    from transformers.utils import logging as tf_logging
+
+    bars = tf_logging.is_progress_bar_enabled()
+    tf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if bars:
+            tf_logging.enable_progress_bar()
 
 
 def tokenized_subset(tokenizer: Any, turns_list: Sequence[Sequence[Sequence[str]]], max_length: int) -> tuple[Any, int]:
@@ -193,24 +210,29 @@ def train_subset(spec: ModelSpec, turns_list: Sequence[Sequence[Sequence[str]]],
                 step_callback(state.global_step, total_steps)
 
     with tempfile.TemporaryDirectory(prefix="mads-train-") as tmp:
-        args = SFTConfig(
-            output_dir=tmp, max_steps=total_steps, per_device_train_batch_size=settings.batch_size,
-            gradient_accumulation_steps=settings.grad_accum, learning_rate=settings.learning_rate,
-            lr_scheduler_type=settings.lr_scheduler, warmup_steps=settings.warmup_steps,
-            weight_decay=settings.weight_decay, max_length=settings.max_length, seed=seed, data_seed=seed,
-            bf16=bf16, use_cpu=device == "cpu", logging_steps=1, save_strategy="no", report_to="none",
-            disable_tqdm=True, dataloader_num_workers=0,
-        )
+        with warnings.catch_warnings():  # see below: deprecations inside TRL
+            warnings.filterwarnings("ignore", message=_TRL_DEPRECATIONS, category=FutureWarning)
+            args = SFTConfig(
+                output_dir=tmp, max_steps=total_steps, per_device_train_batch_size=settings.batch_size,
+                gradient_accumulation_steps=settings.grad_accum, learning_rate=settings.learning_rate,
+                lr_scheduler_type=settings.lr_scheduler, warmup_steps=settings.warmup_steps,
+                weight_decay=settings.weight_decay, max_length=settings.max_length, seed=seed, data_seed=seed,
+                bf16=bf16, use_cpu=device == "cpu", logging_steps=1, save_strategy="no", report_to="none",
+                disable_tqdm=True, dataloader_num_workers=0,
+            )
         quiet = logging.getLogger("transformers.trainer")
         level = quiet.level
         quiet.setLevel(logging.ERROR)
         try:
-            trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer,
-                                 callbacks=[_Steps()])
-            start = time.perf_counter()
-            TRAINER_RUNS += 1
-            with torch.enable_grad(), contextlib.redirect_stdout(io.StringIO()):
-                trainer.train()
+            with warnings.catch_warnings():
+                # TRL's own calls of APIs transformers deprecated: nothing a user can act on
+                warnings.filterwarnings("ignore", message=_TRL_DEPRECATIONS, category=FutureWarning)
+                trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer,
+                                     callbacks=[_Steps()])
+                start = time.perf_counter()
+                TRAINER_RUNS += 1
+                with torch.enable_grad(), contextlib.redirect_stdout(io.StringIO()):
+                    trainer.train()
             seconds = time.perf_counter() - start
         finally:
             quiet.setLevel(level)
@@ -241,7 +263,8 @@ def load_trained(spec: ModelSpec, settings: TrainSettings, folder: str | Path | 
     else:
         from transformers import AutoModelForCausalLM
 
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=model.dtype, local_files_only=True)
+        with _quiet_loading():
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=model.dtype, local_files_only=True)
         model.to(next(iter(model.parameters())).device)
     model.eval()
     return model, tokenizer

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+import plotly.io as pio
 from plotly.subplots import make_subplots
 
 METHOD_COLORS: dict[str, str] = {
@@ -54,6 +55,9 @@ LINKED_COLOR = "#111111"
 SYMBOLS = ("circle", "diamond-open", "square-open", "triangle-up-open", "cross-open", "star-open", "x-thin-open")
 DEFAULT_MAX_BACKGROUND = 60_000
 FONT = dict(size=12)
+# plotly_white's layout defaults only: its per-trace defaults (~4 KB of JSON) would otherwise ride along
+# with every chart on every rerun, and the traces here set their own styles.
+TEMPLATE = go.layout.Template(layout=pio.templates["plotly_white"].layout)
 
 
 def method_color(name: str, position: int = 0) -> str:
@@ -72,7 +76,7 @@ def _layout(fig: go.Figure, title: str, height: int = 380, **kw: object) -> go.F
         height=height,
         margin=dict(l=10, r=10, t=50, b=10),
         font=FONT,
-        template="plotly_white",
+        template=TEMPLATE,
         **kw,
     )
     return fig

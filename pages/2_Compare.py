@@ -148,7 +148,6 @@ def budget_view() -> None:
     st.header("Coverage vs budget", divider="gray")
     # per ranking, once: coverage of every prefix and text spread of every prefix; a move only reads them
     counts, coverable = ui.coverage_counts(fp, sels)
-    curves = ui.diversity(ds, emb, sels)
     curve_key = "|".join(f"{m}:{ui._digest(sel)}" for m, sel in sels.items())
     frame, coverable = ui.memo("coverage-frame", f"{fp.key}|{curve_key}",
                                lambda: session.coverage_frame(sels, fp.bits, fp.n_neurons, counts=counts,
@@ -185,6 +184,7 @@ def budget_view() -> None:
 
     # (d) metrics
     st.header(f"Metrics at k = {k:,}", divider="gray")
+    curves = ui.diversity(ds, emb, sels)  # here, not earlier: the maps and curves above draw while it first runs
     table_key = f"{fp.key}|{curve_key}|{k}"
 
     def _metrics() -> pd.DataFrame:  # lookups in the per-ranking curves: no distance, no fingerprint row read

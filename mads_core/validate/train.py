@@ -173,6 +173,15 @@ def train_subset(spec: ModelSpec, turns_list: Sequence[Sequence[Sequence[str]]],
     (``<out_dir>/adapter``). ``step_callback(step, total_steps)`` after each optimizer step.
     Raises ValueError when no sample has an assistant token to learn from.
     """
+    with warnings.catch_warnings():
+        # transformers APIs that TRL/peft still call: deprecation notices no user can act on
+        warnings.filterwarnings("ignore", message=_TRL_DEPRECATIONS, category=FutureWarning)
+        return _train_subset(spec, turns_list, settings, seed, out_dir, step_callback)
+
+
+def _train_subset(spec: ModelSpec, turns_list: Sequence[Sequence[Sequence[str]]], settings: TrainSettings,
+                  seed: int, out_dir: str | Path | None,
+                  step_callback: Callable[[int, int], None] | None) -> tuple[Any, Any, TrainResult]:
     global TRAINER_RUNS
     import tempfile
 
@@ -210,29 +219,24 @@ def train_subset(spec: ModelSpec, turns_list: Sequence[Sequence[Sequence[str]]],
                 step_callback(state.global_step, total_steps)
 
     with tempfile.TemporaryDirectory(prefix="mads-train-") as tmp:
-        with warnings.catch_warnings():  # see below: deprecations inside TRL
-            warnings.filterwarnings("ignore", message=_TRL_DEPRECATIONS, category=FutureWarning)
-            args = SFTConfig(
-                output_dir=tmp, max_steps=total_steps, per_device_train_batch_size=settings.batch_size,
-                gradient_accumulation_steps=settings.grad_accum, learning_rate=settings.learning_rate,
-                lr_scheduler_type=settings.lr_scheduler, warmup_steps=settings.warmup_steps,
-                weight_decay=settings.weight_decay, max_length=settings.max_length, seed=seed, data_seed=seed,
-                bf16=bf16, use_cpu=device == "cpu", logging_steps=1, save_strategy="no", report_to="none",
-                disable_tqdm=True, dataloader_num_workers=0,
-            )
+        args = SFTConfig(
+            output_dir=tmp, max_steps=total_steps, per_device_train_batch_size=settings.batch_size,
+            gradient_accumulation_steps=settings.grad_accum, learning_rate=settings.learning_rate,
+            lr_scheduler_type=settings.lr_scheduler, warmup_steps=settings.warmup_steps,
+            weight_decay=settings.weight_decay, max_length=settings.max_length, seed=seed, data_seed=seed,
+            bf16=bf16, use_cpu=device == "cpu", logging_steps=1, save_strategy="no", report_to="none",
+            disable_tqdm=True, dataloader_num_workers=0,
+        )
         quiet = logging.getLogger("transformers.trainer")
         level = quiet.level
         quiet.setLevel(logging.ERROR)
         try:
-            with warnings.catch_warnings():
-                # TRL's own calls of APIs transformers deprecated: nothing a user can act on
-                warnings.filterwarnings("ignore", message=_TRL_DEPRECATIONS, category=FutureWarning)
-                trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer,
-                                     callbacks=[_Steps()])
-                start = time.perf_counter()
-                TRAINER_RUNS += 1
-                with torch.enable_grad(), contextlib.redirect_stdout(io.StringIO()):
-                    trainer.train()
+            trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer,
+                                 callbacks=[_Steps()])
+            start = time.perf_counter()
+            TRAINER_RUNS += 1
+            with torch.enable_grad(), contextlib.redirect_stdout(io.StringIO()):
+                trainer.train()
             seconds = time.perf_counter() - start
         finally:
             quiet.setLevel(level)

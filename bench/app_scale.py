@@ -17,22 +17,31 @@ in a cache root of their own (``bench/out/app_scale/cache``):
 
 Then it times, in one process:
 
-1. ``library``: each default method's ranking to the app's largest budget (30% of N) with
-   ``pipeline.run_method`` (k-center and k-means also at 15%); the text-spread curves of
-   every ranking (``metrics.diversity_curves``); k-means at the default budget.
-   ``baselines_s`` = the default baselines' rankings to the app's largest budget.
+1. ``library`` (skipped with ``--no-library``): each default method's ranking to the app's
+   largest budget (30% of N) with ``pipeline.run_method_cached`` (computed afresh, stored
+   where the app reads rankings; k-center and MADS also at 15%); the text-spread curves of
+   every ranking (``pipeline.diversity_curves_cached``: computed afresh, stored where the app
+   reads them); k-means at the default budget. ``baselines_s`` = the default baselines'
+   rankings to the app's largest budget.
 2. ``maps`` (``--maps``): both 2-D projections (fingerprints: SVD + UMAP; embeddings: UMAP),
-   cached on disk where the app reads them, and the JSON size of each Plotly map at N points.
-3. ``app``: the Compare page through ``streamlit.testing.v1.AppTest`` with every default
-   method: the first run (``first_compare_s``; rankings come from the ranking cache when
-   the app reads it, maps from the projection cache), then budget-slider moves
-   (``slider_rerun_s``, the median), counting ranking computations during the moves.
+   cached on disk where the app reads them.
+3. ``map figures`` (always): each Compare map at N points with every default method
+   highlighted at the default budget — server build + serialisation time and JSON bytes
+   (cached projections, else seeded random points of the same size); ``--draw`` also times
+   ``Plotly.newPlot`` of each in headless Chromium.
+4. ``app``: the Compare page through ``streamlit.testing.v1.AppTest`` with every default
+   method: the first run (``first_compare_s``; rankings and text-spread curves come from the
+   disk caches when present, maps from the projection cache), then budget-slider moves
+   (``slider_rerun_s``, the median; its CPU seconds too), counting ranking computations
+   during the moves, and the payload per move: the protobuf bytes of the budget fragment's
+   elements (what a browser receives per move) and of its charts.
 
 The last line is
 ``app_scale: n=<N> first_compare_s=<t> slider_rerun_s=<t> baselines_s=<t> peak_rss_mib=<m>``.
 
     python bench/app_scale.py                 # N = 52,000 (inputs built once: ~2 min)
     python bench/app_scale.py --n 5000 --maps # smaller, with maps
+    python bench/app_scale.py --no-library --draw  # the page only (disk caches), maps drawn in Chromium
 """
 
 from __future__ import annotations

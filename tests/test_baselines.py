@@ -329,3 +329,108 @@ def test_rankings_are_cached_on_disk_and_read_back_equal(tmp_path, monkeypatch):
     pipeline.run_method_cached("kmeans-embed", ds, None, 5, cache=tmp_path, embeddings=emb[::-1].copy(), seed=3)
     assert computed[4:] == [("kmeans-embed", 5)] * 3
     assert len(list((tmp_path / "rankings").iterdir())) == 7
+
+
+# ------------------------------------------------------- scale paths (issue 14)
+
+
+def _brute_farthest_first(x: np.ndarray, k: int, start: int) -> list[int]:
+    """Farthest-first on unit rows with the full float64 cosine distance matrix (no kernel at all)."""
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    dist = 1.0 - unit.astype(np.float64) @ unit.T.astype(np.float64)
+    picks = [start]
+    while len(picks) < k:
+        mind = dist[:, picks].min(axis=1)
+        mind[picks] = -1
+        picks.append(int(np.argmax(mind)))  # lowest index on ties
+    return picks
+
+
+def test_dense_kernel_with_a_real_projection_equals_reference_and_brute_force():
+    # d > the pruning dims, so rows are bounded through a projection plus the residual norm;
+    # duplicated rows make exact ties, which must go to the lowest index
+    from mads_core.select.baselines import _RowDistance
+    from mads_core.select.farthest import DenseSpace
+
+    rng = np.random.default_rng(21)
+    centres = rng.standard_normal((6, 40))
+    x = (centres[rng.integers(0, 6, 300)] + 0.3 * rng.standard_normal((300, 40))).astype(np.float64)
+    x[200:230] = x[:30]
+    unit = _RowDistance(x, "cosine").X  # the unit rows kcenter_reference measures
+    for dims in (4, 8, 12, 24):
+        space = DenseSpace(unit, "cosine", dims=dims)
+        ranking, gains, radius = space.farthest_first(120, 5)
+        ref = kcenter_reference(x, 120, "cosine", start=5)
+        assert ranking.tolist() == ref[0].tolist(), dims
+        np.testing.assert_array_equal(gains, ref[1])
+        np.testing.assert_array_equal(radius, ref[2])
+        assert space.exact_distances < 120 * 300, "the bound must rule some rows out"
+    # well separated values: the float64 brute force agrees pick for pick (duplicates tie)
+    assert ranking[:60].tolist() == _brute_farthest_first(x, 60, 5)
+    order = {r: i for i, r in enumerate(ranking.tolist())}
+    for r in range(30):  # rows 200..229 copy rows 0..29: the lower index always goes first
+        assert r + 200 not in order or order[r] < order[r + 200]
+
+
+def test_kcenter_embed_above_the_pruning_dims_equals_reference():
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((260, 150)).astype(np.float32)  # 150 > KCENTER_PRUNE_DIMS = 128
+    x[100:120] = x[:20]
+    x[7] = 0.0  # a zero row: cosine distance 1 to everything
+    sel = select_kcenter_embed(x, 200)
+    ranking, gains, radius = kcenter_reference(x, 200, "cosine")
+    assert sel.ranking.tolist() == ranking.tolist()
+    np.testing.assert_array_equal(sel.gains, gains)
+    np.testing.assert_array_equal(sel.coverage, radius)
+
+
+def _topic_texts(n: int, seed: int) -> list[str]:
+    rng = np.random.default_rng(seed)
+    vocab = [f"w{i}" for i in range(300)]
+    return [" ".join(rng.choice(vocab[(i % 7) * 40:(i % 7) * 40 + 60], size=8)) for i in range(n)]
+
+
+def test_kcenter_tfidf_reduced_is_deterministic_and_is_kcenter_on_the_svd_rows():
+    from mads_core.select.baselines import tfidf_reduce
+
+    ds = text_dataset(_topic_texts(120, 2))
+    a = select_kcenter_tfidf(ds, 30, reduce=16)
+    b = select_kcenter_tfidf(ds, 30, reduce=16)
+    for name in ("ranking", "gains", "coverage"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    assert a.settings["reduce"] == {"method": "TruncatedSVD", "components": 16, "n_iter": 5, "seed": 0}
+    rows = tfidf_reduce(tfidf_matrix(_topic_texts(120, 2)), 16)
+    assert rows.shape == (120, 16) and rows.dtype == np.float32
+    assert a.ranking.tolist() == kcenter_greedy(rows, 30, "cosine").ranking.tolist()
+    assert select_kcenter_tfidf(ds, 30, reduce=16, seed=1).settings["reduce"]["seed"] == 1
+
+
+def test_kcenter_tfidf_auto_is_exact_below_the_threshold():
+    ds = text_dataset(_topic_texts(80, 3))
+    auto, exact = select_kcenter_tfidf(ds, 20), select_kcenter_tfidf(ds, 20, reduce=None)
+    assert auto.ranking.tolist() == exact.ranking.tolist() and "reduce" not in auto.settings
+    assert auto.settings_hash == exact.settings_hash
+    # more components than terms or samples: nothing to reduce, the exact path
+    assert select_kcenter_tfidf(ds, 20, reduce=10_000).ranking.tolist() == exact.ranking.tolist()
+    with pytest.raises(ValueError, match="reduce"):
+        select_kcenter_tfidf(ds, 20, reduce=0)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_kmeans_large_path_is_deterministic_for_a_seed(monkeypatch):
+    # the PCA + Lloyd path (used above MINIBATCH_THRESHOLD rows), forced on a small input
+    from mads_core.select import baselines
+
+    monkeypatch.setattr(baselines, "MINIBATCH_THRESHOLD", 100)
+    monkeypatch.setattr(baselines, "KMEANS_PCA_DIMS", 8)
+    rng = np.random.default_rng(9)
+    x = (rng.standard_normal((12, 20))[rng.integers(0, 12, 400)] + 0.2 * rng.standard_normal((400, 20)))
+    x = x.astype(np.float32)
+    a, b = select_kmeans_embed(x, 30, seed=4), select_kmeans_embed(x, 30, seed=4)
+    assert a.settings["algorithm"] == "pca8-lloyd-random"
+    for name in ("ranking", "gains", "coverage"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    assert_selection(a, 400, 30)
+    assert a.gains.sum() == 400  # every sample in exactly one cluster
+    assert np.all(np.diff(a.gains) <= 0), "largest clusters first"
+    assert select_kmeans_embed(x, 30, seed=5).ranking.tolist() != a.ranking.tolist()

@@ -46,15 +46,14 @@ KEEP_TRANSPOSED_BYTES = 1 << 30
 FIT_ROWS = 20_000
 # Largest N x D for UMAP on the raw (unpacked) bits without an SVD first.
 MAX_RAW_CELLS = 100_000_000
-# The large-N recipe, used from LARGE_ROWS rows on (below it, UMAP's own defaults): the
-# neighbour graph from pynndescent on KNN_JOBS threads (deterministic for a seed) instead of
-# UMAP's single-threaded search, LARGE_EPOCHS layout epochs (UMAP's default above 10,000
-# rows: 200) from a LARGE_INIT start. Part of the cache key (``LARGE_RECIPE``).
+# The large-N recipe, used from LARGE_ROWS rows on (below it, UMAP's own defaults: a
+# spectral start, 500 epochs up to 10,000 rows, 200 above): LARGE_EPOCHS layout epochs from
+# a LARGE_INIT start. UMAP's spectral start is what made large maps slow: on a clustered
+# 52,000-point graph it took ~140 s of CPU (bench/maps.py). Part of the cache key.
 LARGE_ROWS = 10_000
 LARGE_EPOCHS = 200
-LARGE_INIT = "spectral"
-KNN_JOBS = 2
-LARGE_KNN_SHARE = 0.3  # share of the UMAP progress bar given to the neighbour graph
+LARGE_INIT = "pca"
+GRAPH_SHARE = 0.3  # share of a UMAP progress bar given to its neighbour graph and start (no progress of their own)
 SVD_SHARE_LARGE = 0.25  # share of a large fingerprint map's progress bar given to the SVD
 
 
@@ -263,34 +262,18 @@ class _EpochSink:
         pass
 
 
-def _knn(x: np.ndarray, metric: str, n_neighbors: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Approximate (N, n_neighbors) neighbour indices and distances (pynndescent, all cores, seeded)."""
-    import pynndescent
-
-    index = pynndescent.NNDescent(x, n_neighbors=n_neighbors, metric=metric, random_state=seed,
-                                  n_jobs=KNN_JOBS, low_memory=True, compressed=True)
-    indices, distances = index.neighbor_graph
-    return indices, distances
-
-
 def _umap(x: np.ndarray, metric: str, n_neighbors: int, min_dist: float, seed: int, large: bool = False,
           progress: ProjectProgress | None = None) -> np.ndarray:
     """UMAP of ``x`` to 2-D; ``large`` = the large-N recipe (see ``LARGE_ROWS``). Progress from 0 to 1."""
     import umap
 
-    extra: dict = {}
+    extra: dict = {"n_epochs": LARGE_EPOCHS, "init": LARGE_INIT} if large else {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # n_jobs overridden by random_state; small-graph spectral init notes
-        start = 0.0
-        if large:
-            if progress is not None:
-                progress(f"neighbour graph of {len(x):,} points (pynndescent)", 0.0)
-            extra = {"precomputed_knn": _knn(x, metric, n_neighbors, seed), "n_epochs": LARGE_EPOCHS,
-                     "init": LARGE_INIT}
-            start = LARGE_KNN_SHARE
         if progress is not None:
-            progress(f"UMAP graph and {extra.get('init', 'spectral')} initialisation", start)
-            sink = _EpochSink(_scaled(progress, start, 1.0), "UMAP layout")
+            progress(f"UMAP neighbour graph of {len(x):,} points and {extra.get('init', 'spectral')} start",
+                     0.0)
+            sink = _EpochSink(_scaled(progress, GRAPH_SHARE, 1.0), "UMAP layout")
             extra["tqdm_kwds"] = {"disable": False, "file": sink, "bar_format": "{n}/{total}", "mininterval": 0.5}
         model = umap.UMAP(
             n_neighbors=n_neighbors, n_components=2, metric=metric, min_dist=min_dist, random_state=seed,
@@ -301,11 +284,11 @@ def _umap(x: np.ndarray, metric: str, n_neighbors: int, min_dist: float, seed: i
 
 def large_recipe() -> dict:
     """The large-N recipe's settings (part of the cache key of every map made with it)."""
-    return {"knn": "pynndescent", "epochs": LARGE_EPOCHS, "init": LARGE_INIT}
+    return {"epochs": LARGE_EPOCHS, "init": LARGE_INIT}
 
 
 def _recipe_note(large: bool) -> str:
-    return f"; pynndescent graph, {LARGE_EPOCHS} epochs" if large else ""
+    return f"; {LARGE_INIT} start, {LARGE_EPOCHS} epochs" if large else ""
 
 
 def _small_fallback(x: np.ndarray) -> np.ndarray:
@@ -350,7 +333,7 @@ def project_fingerprints(
     the SVD and runs Jaccard UMAP on the unpacked bits (only for N x D up to
     ``MAX_RAW_CELLS``). Fewer than ``MIN_UMAP_SAMPLES`` rows: a 2-D SVD of the bits
     instead of UMAP. From ``large_rows`` rows on, the SVD path uses the large-N recipe
-    (``LARGE_RECIPE``: pynndescent neighbour graph, ``LARGE_EPOCHS`` epochs; part of the
+    (:func:`large_recipe`: ``LARGE_INIT`` start, ``LARGE_EPOCHS`` epochs; part of the
     cache key). ``compute=False`` only reads the cache (None on a miss). ``progress``
     receives (stage, fraction of the whole job) from the calling thread.
     """

@@ -42,7 +42,10 @@ lint: $(STAMP)
 
 # Peer libraries for bench/select.py (apricot-select, submodlib-py) live in a venv of their own,
 # never in the project's: BENCH_VENV (relative to the repository). Every other bench script runs
-# in the project venv. `make bench` runs every script in bench/ (a failing one stops it).
+# in the project venv. `make bench` runs every script in bench/ with its defaults, in name order
+# (a failing one stops it), keeps each one's output in bench/out/logs/<script>.log, and ends with
+# every script's last line and wall time. BENCH_SCRIPTS picks a subset:
+#   make bench BENCH_SCRIPTS="bench/maps.py bench/select.py"
 BENCH_VENV ?= .venv-bench
 BENCH_PY := $(BENCH_VENV)/bin/python
 BENCH_STAMP := $(BENCH_VENV)/.installed
@@ -54,12 +57,21 @@ $(BENCH_STAMP): bench/requirements.txt
 	$(BENCH_PY) -m pip install --quiet -r bench/requirements.txt
 	touch $(BENCH_STAMP)
 
+BENCH_SCRIPTS ?= $(sort $(wildcard bench/*.py))
+BENCH_LOGS := bench/out/logs
+
 bench: $(PREPARED) $(BENCH_STAMP)
-	@for script in bench/*.py; do \
+	@mkdir -p $(BENCH_LOGS); rm -f $(BENCH_LOGS)/summary.txt
+	@for script in $(BENCH_SCRIPTS); do \
 		case " $(BENCH_PEERS) " in *" $$script "*) py=$(BENCH_PY);; *) py=$(PY);; esac; \
-		echo "== $$py $$script"; \
-		$$py $$script || exit 1; \
+		name=$$(basename $$script .py); log=$(BENCH_LOGS)/$$name.log; start=$$(date +%s); \
+		echo "== $$py $$script (load average $$(cut -d' ' -f1 /proc/loadavg 2>/dev/null))"; \
+		{ $$py $$script 2>&1; echo $$? > $$log.rc; } | tee $$log; \
+		rc=$$(cat $$log.rc); rm -f $$log.rc; \
+		echo "$$script ($$(( $$(date +%s) - start )) s): $$(tail -n 1 $$log)" >> $(BENCH_LOGS)/summary.txt; \
+		if [ "$$rc" != 0 ]; then echo "== $$script failed (exit $$rc); log: $$log"; exit $$rc; fi; \
 	done
+	@echo "== every benchmark's last line (logs in $(BENCH_LOGS)/)"; cat $(BENCH_LOGS)/summary.txt
 
 clean-venv:
 	rm -rf $(VENV) $(BENCH_VENV)

@@ -101,7 +101,7 @@ def faiss_farthest_first(x: np.ndarray, k: int, start: int) -> np.ndarray:
     for i in range(k):
         ranking[i] = j
         picked[j] = True
-        dots = faiss.pairwise_distances(x[j:j + 1], x, mt=faiss.METRIC_INNER_PRODUCT)[0]
+        dots = faiss.pairwise_distances(x[j:j + 1], x, metric=faiss.METRIC_INNER_PRODUCT)[0]
         np.minimum(mind, np.clip(1.0 - dots.astype(np.float64), 0.0, 2.0), out=mind)
         j = int(np.argmax(np.where(picked, -1.0, mind)))
     return ranking
@@ -175,13 +175,14 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError:
             print("  FAISS: faiss-cpu is not installed here (pip install faiss-cpu); ratio not measured", flush=True)
         else:
+            from mads_core.select.baselines import KCENTER_PRUNE_DIMS
             from mads_core.select.farthest import DenseSpace
 
             picks = min(args.faiss_picks, n)
             unit = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-30)
             start = int(np.argmax(unit @ unit.mean(axis=0)))
             with Timer() as tn:
-                space = DenseSpace(unit, "cosine")
+                space = DenseSpace(unit, "cosine", dims=KCENTER_PRUNE_DIMS)
                 ours = space.farthest_first(picks, start)[0]
             report(f"numba kernel, first {picks:,} picks (projection included)", "numba_picks_s", tn)
             with Timer() as tf:

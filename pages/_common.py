@@ -503,6 +503,9 @@ def ranking(method: str, ds: Dataset, fp: Fingerprints, k: int, emb: np.ndarray 
         return session.run_method_cached(method, ds, fp, upto, select_config=config, embeddings=emb,
                                          method_settings=msettings)
 
+    kept = memo("ranking", key, lambda: None, recent=method in session.PER_BUDGET_METHODS)
+    if kept is not None:  # in memory: no spinner (each one starts a thread: ~10 ms a method on every rerun)
+        return kept
     if method in session.PER_BUDGET_METHODS:
         text = (f"Clustering {len(ds):,} samples with {method_label(method)} at k = {upto:,} — its picks depend "
                 "on k, so each new budget is clustered once (then kept on disk)…")

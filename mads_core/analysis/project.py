@@ -46,12 +46,14 @@ KEEP_TRANSPOSED_BYTES = 1 << 30
 FIT_ROWS = 20_000
 # Largest N x D for UMAP on the raw (unpacked) bits without an SVD first.
 MAX_RAW_CELLS = 100_000_000
-# The large-N recipe, used from LARGE_ROWS rows on (below it, UMAP's own defaults: a
-# spectral start, 500 epochs up to 10,000 rows, 200 above): LARGE_EPOCHS layout epochs from
-# a LARGE_INIT start. UMAP's spectral start is what made large maps slow: on a clustered
-# 52,000-point graph it took ~140 s of CPU (bench/maps.py). Part of the cache key.
-LARGE_ROWS = 10_000
-LARGE_EPOCHS = 200
+# The large-N recipe, used from LARGE_ROWS rows on (below it, UMAP's own defaults, so the
+# shipped demo maps keep their keys): a LARGE_INIT start instead of UMAP's spectral one, and
+# LARGE_EPOCHS layout epochs (None: UMAP's default, 500 up to 10,000 rows and 200 above).
+# The spectral start is what made large maps slow: on the clustered 52,000-point text graph
+# it took ~140 s of CPU, the PCA start well under 1 s, at the same map quality (bench/maps.py).
+# Part of the cache key (``large_recipe``).
+LARGE_ROWS = 5_000
+LARGE_EPOCHS: int | None = None
 LARGE_INIT = "pca"
 GRAPH_SHARE = 0.3  # share of a UMAP progress bar given to its neighbour graph and start (no progress of their own)
 SVD_SHARE_LARGE = 0.25  # share of a large fingerprint map's progress bar given to the SVD
@@ -288,7 +290,9 @@ def large_recipe() -> dict:
 
 
 def _recipe_note(large: bool) -> str:
-    return f"; {LARGE_INIT} start, {LARGE_EPOCHS} epochs" if large else ""
+    if not large:
+        return ""
+    return f"; {LARGE_INIT} start" + (f", {LARGE_EPOCHS} epochs" if LARGE_EPOCHS else "")
 
 
 def _small_fallback(x: np.ndarray) -> np.ndarray:

@@ -159,6 +159,8 @@ def _pick_update(x, z, z8, rest, sq, cosine, margin, xj, zj, rest_j, sqj, val, l
     n_cand = lo
     for p in range(lo, hi):
         lim = lim2[p]
+        if lim < 0.0:  # picked
+            continue
         if lim < np.inf:
             q = rest[p] - rest_j
             lb = q * q

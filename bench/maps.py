@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         with Timer() as t:
             again = project.project_fingerprints(bits, fp.n_neurons, input_key=fp.key, cache=fresh)
         print(f"  cached fingerprint map read back: {t.wall:.2f} s (hit: {again.cache_hit})", flush=True)
-        maps = {"new": (fmap, tmap)}
+        maps = {"current": (fmap, tmap)}
         if args.old:
             never = 1 << 62
             fold, out = timed_map("fingerprint_map_old", project.project_fingerprints, bits=bits,
@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
             told, out = timed_map("text_map_old", project.project_embeddings, emb=emb, input_key=emb_key,
                                   cache=fresh, large_rows=never)
             results |= out
-            maps["old"] = (fold, told)
+            maps["umap-defaults"] = (fold, told)
         with Timer() as t:
             svd = project.svd_bits(bits, fp.n_neurons, project.DEFAULT_SVD_DIMS)
         print(f"  quality reference: SVD scores again ({t.wall:.1f} s)", flush=True)

@@ -124,6 +124,9 @@ def budget_view() -> None:
     left, right = st.columns(2)
     for col, proj, title, key in ((left, fp_proj, "(a) Activation fingerprints", "compare_map_fp"),
                                   (right, text_proj, "(b) Text embeddings (MiniLM)", "compare_map_text")):
+        if not getattr(proj, "ready", True):  # a large map still computed in the background: no NaN scatter
+            col.info(f"**{title}** — {proj.method}", icon=":material/hourglass_top:")
+            continue
         fig = plots.projection_scatter(proj.coords, highlight, title=title, subtitle=proj.method, linked=linked,
                                        focus=focus, hover=hover, color_by=colors, color_label=color_by)
         with col:

@@ -187,6 +187,9 @@ def budget_view() -> None:
     left, right = st.columns(2)
     for col, proj, title, key in ((left, fp_proj, "Activation fingerprints", "inspect_map_fp"),
                                   (right, text_proj, "Text embeddings", "inspect_map_text")):
+        if not getattr(proj, "ready", True):  # a large map still computed in the background: no NaN scatter
+            col.info(f"**{title}** — {proj.method}", icon=":material/hourglass_top:")
+            continue
         fig = plots.projection_scatter(proj.coords, {method: chosen}, title=title, subtitle=proj.method,
                                        linked=linked, focus=focus, hover=hover, height=400)
         with col:

@@ -418,10 +418,10 @@ def test_kcenter_tfidf_auto_is_exact_below_the_threshold():
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_kmeans_large_path_is_deterministic_for_a_seed(monkeypatch):
-    # the PCA + Lloyd path (used above MINIBATCH_THRESHOLD rows), forced on a small input
+    # the PCA + Lloyd path (used above KMEANS_REDUCE_MIN_N rows), forced on a small input
     from mads_core.select import baselines
 
-    monkeypatch.setattr(baselines, "MINIBATCH_THRESHOLD", 100)
+    monkeypatch.setattr(baselines, "KMEANS_REDUCE_MIN_N", 100)
     monkeypatch.setattr(baselines, "KMEANS_PCA_DIMS", 8)
     rng = np.random.default_rng(9)
     x = (rng.standard_normal((12, 20))[rng.integers(0, 12, 400)] + 0.2 * rng.standard_normal((400, 20)))

@@ -153,3 +153,26 @@ def test_newly_covered_bars_and_overlap_bars():
                             plots.method_color("kmeans-embed"))
     assert [t.marker.color for t in ov.data] == [plots.method_color("random"), "#555",
                                                  plots.method_color("kmeans-embed")]
+
+
+def test_maps_and_curves_travel_as_compact_typed_arrays():
+    """What a slider move re-sends: float32 coordinates and int32 row ids as typed arrays, no per-point
+    text without hover labels (large N), float32 curve values."""
+    import json
+
+    import plotly.io as pio
+
+    rng = np.random.default_rng(1)
+    n = 70_000  # row ids above 2**16: int32
+    coords = rng.standard_normal((n, 2)).astype(np.float32)
+    fig = plots.projection_scatter(coords, {"mads": np.arange(0, n, 7)}, title="t")
+    spec = json.loads(pio.to_json(fig, validate=False))
+    for t in spec["data"]:
+        assert t["x"]["dtype"] == t["y"]["dtype"] == "f4" and t["customdata"]["dtype"] == "i4"
+        assert "text" not in t and "row %{customdata}" in t["hovertemplate"]
+    assert sum(len(t["x"]["bdata"]) for t in spec["data"]) == pytest.approx(4 * n * 4 / 3, rel=0.01)
+    frame = pd.DataFrame({"method": "mads", "k": np.arange(1, 601), "coverage": np.linspace(0, 1, 600)})
+    curve = json.loads(pio.to_json(plots.coverage_curves(frame, n=600), validate=False))["data"][0]
+    assert curve["y"]["dtype"] == "f4" and curve["customdata"]["dtype"] == "f4"
+    gains = json.loads(pio.to_json(plots.gain_per_pick(np.arange(600.0, 0, -1)), validate=False))["data"][0]
+    assert gains["y"]["dtype"] == "f4"

@@ -238,3 +238,26 @@ def test_a_failed_background_job_stays_failed_until_forgotten():
     retry = background.submit(key, lambda progress: 42)
     assert retry is not job and retry.wait(10) and retry.result == 42
     background.forget(key)
+
+
+def test_a_map_computed_in_the_background_equals_the_direct_one_and_reports_its_stages(tmp_path):
+    from mads_core.analysis import background
+
+    bits, _ = two_groups(n_per=40, seed=13)
+    key = f"test-map-{tmp_path.name}"
+    seen: list[tuple[str, float]] = []
+
+    def work(progress):
+        def both(stage, fraction):
+            seen.append((stage, fraction))
+            progress(stage, fraction)
+        return project_fingerprints(bits, D, cache=tmp_path, large_rows=50, progress=both)
+
+    job = background.submit(key, work, label="fingerprint map")
+    assert background.submit(key, work) is job
+    assert job.wait(300) and job.state == background.DONE, job.error
+    direct = project_fingerprints(bits, D, use_cache=False, large_rows=50)
+    np.testing.assert_array_equal(job.result.coords, direct.coords)
+    assert job.result.ready and project_fingerprints(bits, D, cache=tmp_path, large_rows=50, compute=False).cache_hit
+    assert seen[-1] == ("done", 1.0) and any("epoch" in s for s, _ in seen)
+    background.forget(key)

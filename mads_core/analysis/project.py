@@ -2,15 +2,21 @@
 
 Fingerprints are N x D bits (D = 46,080 for the bundled model): running UMAP on
 raw Jaccard over that many bits is slow, so they are first reduced with a
-truncated SVD (randomized, computed over row blocks of the unpacked bits so the
-full N x D matrix never exists in memory), then embedded with euclidean UMAP.
-Sentence embeddings go straight to cosine UMAP. Very small sets (fewer than
-``MIN_UMAP_SAMPLES`` rows) cannot support a neighbour graph: they fall back to a
-plain 2-D SVD, and the returned ``method`` string says so.
+truncated SVD (randomized, Halko et al.; its products with the bit matrix are numba
+kernels over the packed uint64 words, so the unpacked N x D matrix never exists),
+then embedded with euclidean UMAP (umap-learn). Sentence embeddings go straight to
+cosine UMAP. Very small sets (fewer than ``MIN_UMAP_SAMPLES`` rows) cannot support a
+neighbour graph: they fall back to a plain 2-D SVD, and the returned ``method``
+string says so. From ``LARGE_ROWS`` rows on, UMAP starts from a PCA layout instead
+of its spectral one (see ``LARGE_INIT``).
 
-Results are cached on disk (``store.save_arrays``) keyed by the input's content
-hash and every setting, and are deterministic (fixed ``random_state``; note that
-a fixed seed makes UMAP single-threaded).
+Results are cached on disk (``store.save_arrays``: atomic, checksummed; a corrupt
+entry is dropped and recomputed) keyed by the input's content hash and every
+setting, and are deterministic for a seed (fixed ``random_state``, which makes
+UMAP's layout single-threaded; fixed summation order in the SVD kernels; one BLAS
+thread for its factorisations). Long maps report progress through a
+``progress(stage, fraction)`` callback; the app runs them in
+``mads_core.analysis.background``.
 """
 
 from __future__ import annotations

@@ -56,13 +56,16 @@ TFIDF_SETTINGS: dict[str, Any] = {
 KCENTER_PRUNE_DIMS = 128
 # kcenter-tfidf above TFIDF_REDUCE_MIN_N samples: cosine k-center on a seeded TruncatedSVD of the
 # TF-IDF rows (see select_kcenter_tfidf); exact on the sparse rows below.
+# 64 components: at N = 52,000 (76K terms) the 15% k-center took 10.7 s CPU on 64-d rows
+# against 21.3 s on 128-d (TF-IDF's spectrum is flat, so the pruning bound helps little).
 TFIDF_REDUCE_MIN_N = 10_000
 TFIDF_SVD_COMPONENTS = 64
 TFIDF_SVD_ITER = 5
 # Above this many rows k-means runs on a seeded PCA of the embeddings with random seeding
 # (see select_kmeans_embed): Lloyd on 52K x 384 with k in the thousands takes minutes on 2
-# cores, and k-means++ seeding costs O(N k log k d): 52K x 384 with k = 2,600 took 286 s.
-MINIBATCH_THRESHOLD = 10_000
+# cores, and k-means++ seeding costs O(N k log k d): 52K x 384 with k = 2,600 took 286 s,
+# and even 3,000 x 384 with k = 450 took 10.5 s CPU (0.2 s on the reduced path).
+KMEANS_REDUCE_MIN_N = 2_000
 KMEANS_PCA_DIMS = 64
 KMEANS_MAX_ITER = 50
 # OpenMP threads of scikit-learn's Lloyd: fixed, so the float sums (and labels) are the same
@@ -326,8 +329,10 @@ def select_kcenter_tfidf(
     (:func:`tfidf_reduce`); an int = that many components whatever N (exact when there are
     not more terms and samples than that); ``None`` = always exact. The reduced path is the
     cosine k-center of the projected rows — an approximation of TF-IDF k-center, used where
-    exactness is not the point (a text-spread baseline at tens of thousands of samples: 52,000
-    rows reduced and ranked to 15% in seconds instead of a minute). Settings record which.
+    exactness is not the point (a text-spread baseline at tens of thousands of samples).
+    Measured at N = 52,000, 15%, 2 busy cores (``bench/baselines.py``): 14.6 s CPU with the
+    TF-IDF build against 17.6 s exact; an exact pick costs one sparse product with every row
+    whatever the radius, a reduced one less as the radius shrinks. Settings record which.
     """
     X = tfidf_matrix(_texts(dataset))
     tfidf = {k: list(v) if isinstance(v, tuple) else v for k, v in TFIDF_SETTINGS.items()}
@@ -360,7 +365,7 @@ def select_kmeans_embed(embeddings: np.ndarray, budget: int | float, seed: int =
     represented so far. A cluster left empty takes the nearest not-yet-picked row to its
     centroid (lowest index on ties), so picks are always distinct.
 
-    Up to ``MINIBATCH_THRESHOLD`` rows: scikit-learn ``KMeans`` (Lloyd, k-means++, n_init=1)
+    Up to ``KMEANS_REDUCE_MIN_N`` rows: scikit-learn ``KMeans`` (Lloyd, k-means++, n_init=1)
     on the embeddings. Above it (tens of thousands of rows, thousands of clusters):
     ``KMeans`` (Lloyd, ``init="random"`` — seeded rows; k-means++ seeding alone costs
     O(N k log k d), minutes at k = 7,800 — n_init=1, at most ``KMEANS_MAX_ITER``
@@ -391,7 +396,7 @@ def _kmeans(X: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray, n
 
     if k >= X.shape[0]:  # every row its own cluster
         return np.arange(X.shape[0]), X.copy(), X, "identity"
-    if X.shape[0] > MINIBATCH_THRESHOLD:
+    if X.shape[0] > KMEANS_REDUCE_MIN_N:
         from sklearn.decomposition import PCA
 
         dims = min(KMEANS_PCA_DIMS, X.shape[1])

@@ -4,8 +4,9 @@ A ranking is stored under ``<cache>/rankings/<key>/`` as one ``.npy`` per array 
 ``meta.json`` for the rest (method, n, settings, settings hash, ...), written atomically
 and checksummed by :mod:`mads_core.model.store`. The key hashes everything the ranking
 depends on: the method, the content keys of its inputs (dataset, fingerprints,
-embeddings), its settings, the number of picks and ``RANKING_VERSION`` (bumped whenever
-an algorithm changes its output). A ranking read back equals the computed one array for
+embeddings), its settings, the number of picks, ``RANKING_VERSION`` and the method's
+``METHOD_VERSIONS`` entry (bumped whenever an algorithm changes its output). A ranking read
+back equals the computed one array for
 array; ``settings`` comes back through JSON (tuples become lists; the recorded
 ``settings_hash`` is unchanged).
 
@@ -29,12 +30,18 @@ from mads_core.select.greedy import Selection
 
 RANKING_VERSION = 1
 KIND = "rankings"
+# Per-method algorithm revisions that change picks (bumped instead of RANKING_VERSION so the
+# other methods' cached rankings, and the demo asset's, stay valid). 2: k-center on TF-IDF
+# above 10,000 samples runs on a TruncatedSVD reduction; k-means above 2,000 samples on a PCA-64.
+METHOD_VERSIONS: dict[str, int] = {"kcenter-tfidf": 2, "kmeans-embed": 2}
 
 
 def ranking_key(method: str, inputs: Mapping[str, str], settings: Mapping[str, Any], k: int) -> str:
     """24-hex cache key of ``method``'s ranking of ``k`` picks over ``inputs`` (content keys) with ``settings``."""
     payload = {"method": method, "inputs": dict(inputs), "settings": dict(settings), "k": int(k),
                "version": RANKING_VERSION}
+    if method in METHOD_VERSIONS:
+        payload["algorithm"] = METHOD_VERSIONS[method]
     return sha256_text(canonical_json(payload))[:24]
 
 

@@ -20,6 +20,13 @@ euclidean distance between unit rows, ``e = sqrt(2 (1 - cos))``, so the same bou
 (an all-zero row is at cosine distance 1 from everything, i.e. e = sqrt(2) >= any bound).
 Skipping a row is therefore exact: its nearest distance would not have changed.
 
+Greedy k-center (:meth:`DenseSpace.farthest_first`, ``_farthest_dense``) keeps the first 8
+projected dimensions of every row in their own contiguous (N, 8) array (ruling a row out
+usually reads 32 bytes), skips picked rows, and measures the rows the bound lets through
+two at a time (two independent 8-lane chains). Measured at N = 52,000 x 384, 7,800 picks,
+128-d projection: the same picks as the previous kernel in 17.5 s CPU instead of 30.7 s
+(``bench/baselines.py``); a FAISS flat-index update of every row per pick was 1.6-1.7x slower.
+
 Arithmetic. Exact distances are sums of products in a fixed order, so results do not depend
 on BLAS, threads or the pruning: the same input gives the same picks on every machine.
 Products and sums are in the rows' dtype (float32 embeddings: float32, relative error

@@ -154,7 +154,7 @@ def budget_view() -> None:
     with left:
         st.subheader(f"{plots.method_label(method)}: {k:,} picks in order")
         # the whole ranking's table is built once per ranking; a budget move slices it
-        full = ui.memo("picks-frame", f"{ds.content_hash()}|{ui._digest(sel)}",
+        full = ui.memo("picks-frame", f"{ds.content_hash()}|{fp.key}|{method}|{sel.settings_hash}|{ui._digest(sel)}",
                        lambda: session.picks_frame(ds, sel, len(sel.ranking), token_counts),
                        recent=method in session.PER_BUDGET_METHODS)
         frame = full.iloc[:k]

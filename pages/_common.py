@@ -697,7 +697,10 @@ def follow_click_to_inspect() -> None:
         st.switch_page("pages/3_Inspect.py")
 
 
-HOVER_LIMIT = 20_000
+# Per-point hover text costs ~100 bytes a point in each map on every budget move (3,000 samples: 0.77 MiB
+# a move, most of it hover text); above this many samples the maps carry the row id only (hover
+# template over ``customdata``), and a click opens the sample on Inspect.
+HOVER_LIMIT = 5_000
 
 
 def hover_labels(ds: Dataset) -> list[str] | None:

@@ -188,7 +188,7 @@ def budget_view() -> None:
     # (d) metrics
     st.header(f"Metrics at k = {k:,}", divider="gray")
     curves = ui.diversity(ds, emb, sels)  # here, not earlier: the maps and curves above draw while it first runs
-    table_key = f"{fp.key}|{curve_key}|{k}"
+    table_key = f"{fp.key}|{curve_key}|{k}|{','.join(sorted(curves))}"  # a table without pending spreads is redone
 
     def _metrics() -> pd.DataFrame:  # lookups in the per-ranking curves: no distance, no fingerprint row read
         return metrics.metrics_table(sels, [k], n_neurons=fp.n_neurons, coverage=counts, coverable=coverable,
@@ -196,6 +196,7 @@ def budget_view() -> None:
 
     with ui.guard("Metrics failed"):
         table = ui.memo("metrics", table_key, _metrics, recent=True)
+    ui.diversity_progress(sels, curves)
     shown_table = table[["method", *[c for c in METRIC_COLUMNS if c in table.columns]]].rename(
         columns=METRIC_COLUMNS)
     shown_table["method"] = shown_table["method"].map(plots.method_label)

@@ -533,24 +533,74 @@ def text_space(ds: Dataset, emb: np.ndarray) -> Any:
 def diversity(ds: Dataset, emb: np.ndarray, sels: Mapping[str, Selection]) -> dict[str, Any]:
     """Each ranking's text-spread curves (``metrics.diversity_curves``, every prefix): computed once per
     ranking, kept on disk (``pipeline.diversity_curves_cached``) and in memory, so a budget move only
-    reads them (``metrics_table(diversity=...)``)."""
+    reads them (``metrics_table(diversity=...)``).
+
+    From ``BACKGROUND_MAP_ROWS`` samples a missing ranking's curves (about a minute of CPU each at
+    52,000 samples) are computed by a background job, like the maps: the method is left out of the
+    returned dict until its job is done, and :func:`diversity_progress` shows the jobs and reruns
+    the page when they finish.
+    """
     from mads_core import pipeline
+    from mads_core.analysis import background
     from mads_core.analysis.project import array_hash
     from mads_core.model.embed import embedding_key
 
     emb_key = memo("embedding-hash", f"{embedding_key(ds)}|{emb.shape}", lambda: array_hash(np.asarray(emb)))
     out: dict[str, Any] = {}
     for m, sel in sels.items():
-        def load(sel: Selection = sel, m: str = m) -> Any:
-            found = pipeline.diversity_curves_cached(emb, sel.ranking, embeddings_key=emb_key, compute=False)
-            if found is None:
-                with st.spinner(f"Text spread of every {method_label(m)} prefix (once per ranking; kept on disk)…"):
-                    found = pipeline.diversity_curves_cached(emb, sel.ranking, embeddings_key=emb_key,
-                                                             space=text_space(ds, emb))
-            return found
+        job_key = f"diversity|{emb_key}|{_digest(sel)}"
 
-        out[m] = memo("diversity", f"{emb_key}|{_digest(sel)}", load, recent=m in session.PER_BUDGET_METHODS)
+        def compute(progress: Any = None, sel: Selection = sel) -> Any:
+            if progress is not None:
+                progress("nearest-pick distance of every prefix", 0.0)
+            return pipeline.diversity_curves_cached(emb, sel.ranking, embeddings_key=emb_key,
+                                                    space=text_space(ds, emb))
+
+        def load(sel: Selection = sel, m: str = m, job_key: str = job_key, compute: Any = compute) -> Any:
+            found = pipeline.diversity_curves_cached(emb, sel.ranking, embeddings_key=emb_key, compute=False)
+            if found is not None:
+                return found
+            if len(ds) >= BACKGROUND_MAP_ROWS:
+                job = background.submit(job_key, compute, label=f"text spread of {method_label(m)}")
+                return job.result if job.state == background.DONE else None
+            with st.spinner(f"Text spread of every {method_label(m)} prefix (once per ranking; kept on disk)…"):
+                return compute()
+
+        found = memo("diversity", f"{emb_key}|{_digest(sel)}", load, recent=m in session.PER_BUDGET_METHODS)
+        if found is not None:
+            out[m] = found
+        else:
+            st.session_state.setdefault(_PENDING_SPREAD, {})[m] = job_key
     return out
+
+
+_PENDING_SPREAD = "_pending_spread_jobs"
+
+
+def diversity_progress(sels: Mapping[str, Selection], ready: Mapping[str, Any]) -> None:
+    """Note + polled progress for the methods whose text-spread curves are still computed in the background."""
+    pending = {m: key for m, key in st.session_state.get(_PENDING_SPREAD, {}).items() if m in sels and m not in ready}
+    st.session_state[_PENDING_SPREAD] = pending
+    if pending:
+        _spread_progress(tuple(pending.values()), ", ".join(method_label(m) for m in pending))
+
+
+@st.fragment(run_every=MAP_POLL_S)
+def _spread_progress(job_keys: tuple[str, ...], names: str) -> None:
+    """Polls the text-spread jobs every ``MAP_POLL_S`` s; reruns the page once none is active."""
+    from mads_core.analysis import background
+
+    jobs = [background.get(k) for k in job_keys]
+    failed = [j for j in jobs if j is not None and j.state == background.FAILED]
+    if failed:
+        st.error(f"Text spread failed: {failed[0].error}", icon=":material/error:")
+        return
+    if all(j is None or not j.active for j in jobs):
+        st.rerun()
+    running = sum(1 for j in jobs if j is not None and j.state == background.RUNNING)
+    st.info(f"Text spread and radius of {names}: computed once per ranking in the background and kept on disk "
+            f"({len(jobs)} to go, {running} running); the columns fill in when done. Every other metric is final.",
+            icon=":material/hourglass_top:")
 
 
 def coverage_counts(fp: Fingerprints, sels: Mapping[str, Selection]) -> tuple[dict[str, np.ndarray], int]:

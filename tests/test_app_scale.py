@@ -17,7 +17,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from mads_core import pipeline, session
-from mads_core.analysis import metrics
+from mads_core.analysis import background, metrics
 from mads_core.synthetic import build_app_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,6 +70,14 @@ def test_slider_move_at_5000_samples_recomputes_no_ranking(synthetic, monkeypatc
     at.switch_page("pages/2_Compare.py").run()
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
+    # at this size the maps and the text-spread curves are background jobs: the page drew without them
+    pending = background.active()
+    assert pending, "5,000 samples: maps and text spread are computed in the background"
+    for job in pending:
+        assert job.wait(900), f"background job {job.label} did not finish"
+    assert not [j.error for j in pending if j.error is not None]
+    at.run()  # what the page's polling fragment does once its jobs are done
+    assert not at.exception, [e.value for e in at.exception]
     assert at.session_state["budget_k"] == session.default_budget(N)
     first = list(calls)
     # every default method ranked once, to the largest budget the slider offers (fewer if cached on disk)

@@ -109,3 +109,9 @@ def forget(key: str) -> None:
     """Drop a finished or failed job (a running one keeps running but is no longer found)."""
     with _LOCK:
         _JOBS.pop(key, None)
+
+
+def active() -> list[Job]:
+    """Every job still queued or running (e.g. to wait for them: ``for job in active(): job.wait()``)."""
+    with _LOCK:
+        return [job for job in _JOBS.values() if job.active]

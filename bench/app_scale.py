@@ -63,6 +63,7 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 
 from mads_core.synthetic import build_app_inputs  # noqa: E402
+from mads_core.timing import Timer  # noqa: E402
 
 ROOT = HERE.parent
 OUT = ROOT / "bench" / "out" / "app_scale"
@@ -72,22 +73,6 @@ OUT = ROOT / "bench" / "out" / "app_scale"
 
 
 # --------------------------------------------------------------------------- stages
-
-
-class Timer:
-    """Wall seconds and this process's CPU seconds (user + system, all threads) of a block.
-
-    On shared, loaded cores the wall time measures the neighbours too; the CPU time is what
-    the work costs (on an idle core a single-threaded stage takes about its CPU time).
-    """
-
-    def __enter__(self) -> Timer:
-        self.wall0, self.cpu0 = time.perf_counter(), time.process_time()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.wall = time.perf_counter() - self.wall0
-        self.cpu = time.process_time() - self.cpu0
 
 
 def peak_rss_mib() -> float:

@@ -40,26 +40,15 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 import argparse  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
-import time  # noqa: E402
 
 import numpy as np  # noqa: E402
+
+from mads_core.timing import Timer  # noqa: E402
 
 ROOT = HERE.parent
 OUT = ROOT / "bench" / "out"
 INPUTS = OUT / "app_scale"
 STAGES = ("kcenter-embed", "kcenter-tfidf", "mads", "kmeans", "faiss")
-
-
-class Timer:
-    """Wall seconds and this process's CPU seconds (user + system, all threads) of a block."""
-
-    def __enter__(self) -> Timer:
-        self.wall0, self.cpu0 = time.perf_counter(), time.process_time()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.wall = time.perf_counter() - self.wall0
-        self.cpu = time.process_time() - self.cpu0
 
 
 def load_inputs(n: int):

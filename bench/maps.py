@@ -46,6 +46,8 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from mads_core.timing import Timer  # noqa: E402
+
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
@@ -55,18 +57,6 @@ INPUTS = ROOT / "bench" / "out" / "app_scale"
 OUT = ROOT / "bench" / "out" / "maps"
 SAMPLE, K = 2_000, 10
 WARM_ROWS = 4_200  # UMAP uses pynndescent from 4,096 rows on: the warm-up must reach it
-
-
-class Timer:
-    """Wall and this process's CPU seconds of a block (see bench/app_scale.py)."""
-
-    def __enter__(self) -> Timer:
-        self.wall0, self.cpu0 = time.perf_counter(), time.process_time()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.wall = time.perf_counter() - self.wall0
-        self.cpu = time.process_time() - self.cpu0
 
 
 class Stages:

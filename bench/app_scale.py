@@ -103,7 +103,7 @@ def library_stage(path: Path, cache: Path) -> dict[str, float]:
         with Timer() as t:  # computed afresh (refresh=True), then stored where the app reads rankings
             sels[method] = pipeline.run_method_cached(method, ds, fp, kmax, cache=cache, embeddings=emb,
                                                       refresh=True)
-        report(f"{method:14s} ranking to {kmax:,} (30%)", f"{method}_to_{kmax}_s", t)
+        report(f"{method:14s} ranking to {kmax:,} ({kmax / n:.0%})", f"{method}_to_{kmax}_s", t)
     out["baselines_s"] = sum(out[f"{m}_to_{kmax}_s"] for m in session.DEFAULT_METHODS if m != "mads")
     out["baselines_s_cpu"] = sum(out[f"{m}_to_{kmax}_s_cpu"] for m in session.DEFAULT_METHODS if m != "mads")
     with Timer() as t:

@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
             for name, proj, ref, metric in (("fingerprint", fm, svd, "euclidean"), ("text", tm, emb, "cosine")):
                 q = quality(ref, proj.coords, metric)
                 results |= {f"{name}_{recipe}_{k}": v for k, v in q.items()}
-                print(f"  quality {name} map ({recipe} recipe), {SAMPLE:,} rows, k = {K}: "
+                print(f"  quality {name} map ({recipe} recipe), {min(SAMPLE, len(proj.coords)):,} rows, k = {K}: "
                       f"kNN preservation {q['knn_preservation']:.3f}, trustworthiness {q['trustworthiness']:.3f}",
                       flush=True)
     finally:

@@ -63,7 +63,8 @@ emb = ui.embeddings(ds) if "kcenter-embed" in methods or "kmeans-embed" in metho
 
 n_cells = len(budgets) * len(methods) * len(grid.seeds) + 1 + len(grid.seeds)
 command = (f"python -m mads_core evaluate --data {s.data.cli_data()} "
-           f"--methods {','.join(methods)} --budgets {budgets_text} --seeds {int(n_seeds)} --steps {int(steps)} "
+           f"--methods {','.join(methods)} --budgets {','.join(str(b) for b in budgets)} "
+           f"--seeds {int(n_seeds)} --steps {int(steps)} "
            f"--train-batch-size {int(batch)} --lr {float(lr):g} --eval-per-task {int(per_task)} --out grid.csv")
 st.caption(f"{n_cells} cells. The same grid from the command line: `{command}`")
 

@@ -593,7 +593,9 @@ def _spread_progress(job_keys: tuple[str, ...], names: str) -> None:
     jobs = [background.get(k) for k in job_keys]
     failed = [j for j in jobs if j is not None and j.state == background.FAILED]
     if failed:
-        st.error(f"Text spread failed: {failed[0].error}", icon=":material/error:")
+        c1, c2 = st.columns([5, 1])
+        c1.error(f"Text spread failed: {failed[0].error}", icon=":material/error:")
+        c2.button("Retry", key="retry-text-spread", on_click=lambda: [background.forget(j.key) for j in failed])
         return
     if all(j is None or not j.active for j in jobs):
         st.rerun()

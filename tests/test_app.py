@@ -528,3 +528,16 @@ def test_budget_shares_round_like_the_cli_and_search_helpers(demo):
     assert 3 not in rows and list(sims) == sorted(sims, reverse=True)
     best = np.argsort(-(emb @ emb[3]))[1]
     assert rows[0] == best
+
+
+def test_validate_page_command_line_survives_spaces_in_the_budgets():
+    """Budgets typed as '0.05, 0.15' were pasted into the command as `--budgets 0.05, 0.15` (two words)."""
+    import shlex
+
+    at = page(start(), "6_Validate")
+    at.text_input(key="w_val_budgets").set_value("0.05, 0.15").run()
+    clean(at)
+    caption = next(c.value for c in at.caption if "command line" in c.value)
+    argv = shlex.split(caption.split("`")[1])
+    assert argv[argv.index("--budgets") + 1] == "0.05,0.15"
+    assert "0.15" not in argv[argv.index("--budgets") + 2:]

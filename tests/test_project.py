@@ -220,6 +220,38 @@ def test_a_background_job_runs_once_per_key_and_reports_progress():
     assert background.get(key) is None
 
 
+def test_forgetting_a_running_job_does_not_start_it_twice_and_nan_progress_is_ignored():
+    """forget() on a running job let the next submit() run the same computation beside it;
+    a NaN fraction reached st.progress (which refuses it)."""
+    import threading
+    import time
+
+    from mads_core.analysis import background
+
+    key = f"test-running-{id(object())}"
+    release, calls = threading.Event(), []
+
+    def work(progress):
+        calls.append(1)
+        progress("a stage", 0.25)
+        progress("0/0 of a stage", float("nan"))
+        release.wait(10)
+        return "map"
+
+    job = background.submit(key, work)
+    try:
+        deadline = time.monotonic() + 10
+        while job.stage != "0/0 of a stage" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert job.fraction == 0.25
+        assert background.forget(key) is False and background.get(key) is job
+        assert background.submit(key, work) is job
+    finally:
+        release.set()
+    assert job.wait(10) and len(calls) == 1
+    assert background.forget(key) is True and background.get(key) is None
+
+
 def test_a_failed_background_job_stays_failed_until_forgotten():
     from mads_core.analysis import background
 

@@ -183,3 +183,83 @@ def test_evaluate_command_rejects_bad_flags_with_exit_code_2(capsys):
     assert main(["evaluate", "--methods", "mads,bogus"]) == 2
     assert "bogus" in capsys.readouterr().err
     assert main(["evaluate", "--seeds", "x"]) == 2
+
+
+def test_grid_spec_refuses_repeats_empty_grids_and_no_items():
+    """A repeated method or budget counted one seed twice (n=2, sd 0); 0 items crashed after training."""
+    from mads_core.validate.grid import GridSpec
+
+    for bad in ({"methods": ("random", "random")}, {"budgets": (0.05, 0.05)}, {"methods": ()}, {"budgets": ()},
+                {"eval_tasks": ("quartz", "quartz")}, {"eval_per_task": 0}, {"eval_per_task": -1},
+                {"seeds": (-1, 0)}):
+        with pytest.raises(ValueError):
+            GridSpec(**bad)
+
+
+def test_heldout_task_names_must_be_folder_names():
+    """'' is the registry root: --eval-tasks ',' scanned every task under one empty name."""
+    for bad in ("", "..", "sarcasm/../quartz", " sarcasm"):
+        with pytest.raises(ValueError, match="not a task folder name"):
+            heldout_task_items(1, [bad])
+    with pytest.raises(ValueError, match=">= 1"):
+        heldout_task_items(-1, ["sarcasm"])
+
+
+def test_evaluate_command_refuses_empty_lists_before_any_work(capsys):
+    from mads_core.cli import main
+
+    assert main(["evaluate", "--methods", ","]) == 2
+    assert "at least one method" in capsys.readouterr().err
+    assert main(["evaluate", "--methods", "random", "--eval-tasks", ","]) == 2
+    assert "--eval-tasks" in capsys.readouterr().err
+
+
+def test_paired_csv_of_one_seed_keeps_its_header():
+    from mads_core.validate.report import PAIRED_COLUMNS, paired_tables
+
+    cells = pd.DataFrame({"method": ["random", "mads"], "budget": ["5%", "5%"], "seed": [0, 0],
+                          "tasks_loss": [1.0, 2.0]})
+    t = paired_tables(cells)
+    assert t.empty and list(t.columns) == PAIRED_COLUMNS
+
+
+def test_user_eval_set_overlapping_the_pool_is_refused(demo):
+    """--eval-data holding pool samples (which cells can train on) was scored silently."""
+    from dataclasses import replace
+
+    from mads_core.validate.grid import GridSpec, evaluation_items
+
+    grid = GridSpec(eval_per_task=1)
+    held = np.array([0])
+    with pytest.raises(ValueError, match="also in the pool"):
+        evaluation_items(demo, grid, held, demo.subset(np.array([5, 6])))
+    one = demo.subset(np.array([5]))
+    no_answers = replace(one, turns=(tuple(t for t in one.turns[0] if t[0] != "assistant"),))
+    with pytest.raises(ValueError, match="no sample has an assistant turn"):
+        evaluation_items(demo, grid, held, no_answers)
+
+
+def test_settings_that_only_failed_at_training_or_scoring_time_are_refused_up_front(capsys):
+    """--train-device tpu was a torch traceback; --max-new-tokens 0 failed only after a cell had trained."""
+    from mads_core.cli import main
+    from mads_core.validate.grid import GridSpec
+    from mads_core.validate.train import TrainSettings
+
+    for bad in ({"device": "tpu"}, {"device": "cuda:x"}, {"learning_rate": 0.0}, {"lora_r": 0}, {"lora_alpha": 0}):
+        with pytest.raises(ValueError):
+            TrainSettings(**bad)
+    assert TrainSettings(device="cuda:1").device == "cuda:1"
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        GridSpec(max_new_tokens=0)
+    assert main(["evaluate", "--methods", "random", "--train-device", "tpu"]) == 2
+    assert "training device" in capsys.readouterr().err
+
+
+def test_a_budget_beyond_the_selectable_pool_names_the_holdout(demo):
+    """'exceeds ... N = 682' for a 718-sample file read as a wrong count; now it says why."""
+    from mads_core.validate.grid import GridSpec, holdout_split, plan_cells
+
+    grid = GridSpec(methods=("random",), budgets=(700,), seeds=(0,), references=False)
+    held, rest = holdout_split(demo, grid.holdout)
+    with pytest.raises(ValueError, match=f"{len(demo)} samples minus {len(held)} held out"):
+        plan_cells(demo, grid, None, rest, None, None, None)

@@ -68,7 +68,8 @@ _JOBS: dict[str, Job] = {}
 
 def _run(job: Job, fn: Callable[[Progress], Any]) -> None:
     def progress(stage: str, fraction: float) -> None:
-        job.stage, job.fraction = stage, min(max(float(fraction), 0.0), 1.0)
+        f = float(fraction)
+        job.stage, job.fraction = stage, min(max(f, 0.0), 1.0) if f == f else job.fraction  # NaN: keep the last
 
     with _SLOTS:
         job.state, job.stage, job.started = RUNNING, "starting", time.monotonic()
@@ -105,10 +106,18 @@ def get(key: str) -> Job | None:
         return _JOBS.get(key)
 
 
-def forget(key: str) -> None:
-    """Drop a finished or failed job (a running one keeps running but is no longer found)."""
+def forget(key: str) -> bool:
+    """Drop a finished or failed job; True if one was dropped.
+
+    A queued or running job is kept (its thread cannot be stopped): dropping it would let the
+    next :func:`submit` start the same computation a second time beside it.
+    """
     with _LOCK:
-        _JOBS.pop(key, None)
+        job = _JOBS.get(key)
+        if job is None or job.active:
+            return False
+        del _JOBS[key]
+        return True
 
 
 def active() -> list[Job]:

@@ -129,7 +129,11 @@ def run_from_args(args: argparse.Namespace) -> Any:
     budgets = tuple(parse_budget(b) for b in args.budgets.split(",") if b.strip())
     if not budgets:
         raise UsageError("--budgets: give at least one budget, e.g. 0.05,0.15")
-    tasks = tuple(t.strip() for t in args.eval_tasks.split(",")) if args.eval_tasks else None
+    if not methods:
+        raise UsageError("--methods: give at least one method, e.g. mads,random")
+    tasks = tuple(t.strip() for t in args.eval_tasks.split(",") if t.strip()) if args.eval_tasks else None
+    if args.eval_tasks is not None and not tasks:
+        raise UsageError("--eval-tasks: give at least one evals task folder, e.g. sarcasm,quartz")
     grid = GridSpec(methods=methods, budgets=budgets, seeds=_seeds(args.seeds), holdout=args.holdout,
                     references=not args.no_references, eval_tasks=tasks, eval_per_task=args.eval_per_task,
                     max_new_tokens=args.max_new_tokens)
@@ -147,7 +151,7 @@ def run_from_args(args: argparse.Namespace) -> Any:
         else ModelSpec(name=spec.name, trust_remote_code=spec.trust_remote_code, revision=spec.revision)
     user_eval = load_data(args.eval_data) if args.eval_data else None
     n_cells = len(budgets) * len(methods) * len(grid.seeds) + (1 + len(grid.seeds) if grid.references else 0)
-    print(f"evaluate: {n_cells} cells on {dataset.name} ({len(dataset)} samples, {grid.holdout:.0%} held out); "
+    print(f"evaluate: {n_cells} cells on {dataset.name} ({len(dataset)} samples, {grid.holdout * 100:g}% held out); "
           f"{settings.schedule}={settings.steps if settings.schedule == 'steps' else settings.epochs}, "
           f"batch {settings.batch_size}x{settings.grad_accum}, {settings.method}", file=sys.stderr)
     result = run_grid(dataset, grid, settings, target=target, fingerprints=fp,
@@ -174,8 +178,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     result = run_from_args(args)
     print_tables(result)
     h = headline(result.cells)
-    print(f"\nmads - random ({h['budget']}, tasks_loss): {h['mads_vs_random']:+.4f}, seed noise sd {h['noise']:.4f}; "
-          f"whole pool {h['full_data']:.4f}; {result.trainer_runs} trainer runs, {fmt_seconds(result.seconds)}")
+    parts = []
+    if h["budget"]:
+        parts.append(f"mads - random ({h['budget']}, tasks_loss): {h['mads_vs_random']:+.4f}, "
+                     f"seed noise sd {h['noise']:.4f}")
+    elif len(set(result.cells.get("seed", [])) - {-1}) < 2:
+        parts.append("paired comparisons need at least 2 seeds (--seeds 3)")
+    if h["full_data"] == h["full_data"]:  # not NaN: the whole-pool reference ran
+        parts.append(f"whole pool {h['full_data']:.4f}")
+    parts.append(f"{result.trainer_runs} trainer runs, {fmt_seconds(result.seconds)}")
+    print("\n" + "; ".join(parts))
     if args.out:
         for path in write_outputs(result, args.out):
             print(f"wrote {path}")

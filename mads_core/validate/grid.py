@@ -38,7 +38,14 @@ from mads_core.data.loader import Dataset
 from mads_core.model.store import artifact_dir, commit_folder, load_arrays, new_tmp_folder, read_meta
 from mads_core.validate import train as train_mod
 from mads_core.validate.evaluate import ItemScores, score_items, summarize
-from mads_core.validate.tasks import EvalItem, assert_disjoint, dataset_items, heldout_task_items, items_hash
+from mads_core.validate.tasks import (
+    EvalItem,
+    assert_disjoint,
+    assert_user_disjoint,
+    dataset_items,
+    heldout_task_items,
+    items_hash,
+)
 from mads_core.validate.train import TrainSettings
 
 REFERENCES = ("base", "full")
@@ -71,10 +78,22 @@ class GridSpec:
     eval_batch_size: int = 16
 
     def __post_init__(self) -> None:
+        if not self.methods or not self.budgets:
+            raise ValueError("give at least one method and one budget")
+        for name, values in (("methods", self.methods), ("budgets", self.budgets),
+                             ("eval_tasks", self.eval_tasks or ())):
+            if len(set(values)) != len(values):  # a repeat would count one seed twice (n, sd, paired tests)
+                raise ValueError(f"{name} repeat: {tuple(values)}")
+        if self.eval_per_task < 1:
+            raise ValueError(f"eval_per_task must be >= 1, got {self.eval_per_task}")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
         if not 0 < self.holdout < 0.5:
             raise ValueError(f"holdout must be in (0, 0.5), got {self.holdout}")
         if not self.seeds:
             raise ValueError("give at least one seed")
+        if any(not 0 <= s < 2**32 for s in self.seeds):
+            raise ValueError(f"seeds must be in 0 .. 2**32-1, got {self.seeds}")
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds repeat: {self.seeds}")
 
@@ -123,7 +142,11 @@ def evaluation_items(dataset: Dataset, grid: GridSpec, holdout_rows: np.ndarray,
     assert_disjoint(tasks, dataset)
     items = [*tasks, *dataset_items(dataset, "pool", holdout_rows)]
     if user_eval is not None:
-        items += dataset_items(user_eval, "user")
+        assert_user_disjoint(user_eval, dataset)
+        user_items = dataset_items(user_eval, "user")
+        if not user_items:
+            raise ValueError(f"--eval-data {user_eval.name!r}: no sample has an assistant turn to score")
+        items += user_items
     return items
 
 
@@ -156,7 +179,14 @@ def plan_cells(dataset: Dataset, grid: GridSpec, fingerprints: Any, selectable: 
                embeddings: np.ndarray | None) -> list[CellPlan]:
     """Every cell's training rows: selections among the selectable rows, then the references."""
     from mads_core.pipeline import method_needs, run_method
+    from mads_core.select.greedy import resolve_budget
 
+    for budget in grid.budgets:  # before any embedding: a bad budget fails at once
+        try:
+            resolve_budget(budget, len(selectable))
+        except ValueError as exc:  # name the held-out rows: N here is not the dataset's size
+            raise ValueError(f"{exc} (the selectable pool: {len(dataset)} samples minus "
+                             f"{len(dataset) - len(selectable)} held out by --holdout)") from None
     sub = dataset.subset(selectable)
     sub_fp = None
     if fingerprints is not None and any(method_needs(m) == "bits" for m in grid.methods):

@@ -26,6 +26,8 @@ METRIC_LABELS = {
     "user_loss": "your evaluation set: answer loss (nats/token)",
     "user_acc": "your evaluation set: exact-match accuracy",
 }
+PAIRED_COLUMNS = ["budget", "metric", "a", "b", "mean", "sd", "n", "se", "t", "t_crit", "ci_low", "ci_high",
+                  "noise", "exceeds", "statement"]
 
 
 def metrics_of(cells: pd.DataFrame) -> list[str]:
@@ -54,7 +56,9 @@ def paired_tables(cells: pd.DataFrame, methods: Sequence[str] | None = None) -> 
         if len(t):
             t.insert(1, "metric", metric)
             frames.append(t)
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if not frames:  # one seed (or one method): no pairs, but a CSV reader still gets the header
+        return pd.DataFrame(columns=PAIRED_COLUMNS)
+    return pd.concat(frames, ignore_index=True)
 
 
 def wide_table(cells: pd.DataFrame, metric: str) -> pd.DataFrame:

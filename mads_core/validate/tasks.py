@@ -24,6 +24,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from mads_core.config import canonical_json, sha256_text
 from mads_core.data.loader import Dataset
@@ -94,7 +95,11 @@ def heldout_task_items(per_task: int = 6, tasks: Sequence[str] | None = None) ->
     root = _evals_root()
     chosen = list(tasks) if tasks is not None else list(HELDOUT_TASKS)
     items: list[EvalItem] = []
+    if per_task < 1:
+        raise ValueError(f"items per held-out task must be >= 1, got {per_task}")
     for task in chosen:
+        if not task or task.strip() != task or "/" in task or "\\" in task or task in (".", ".."):
+            raise ValueError(f"evals task {task!r}: not a task folder name (e.g. 'sarcasm')")
         if task in EVALS_EXCLUDED:
             raise ValueError(f"evals task {task!r} is excluded (not MIT-licensed)")
         folder = root / task
@@ -160,4 +165,21 @@ def assert_disjoint(items: Sequence[EvalItem], dataset: Dataset) -> None:
         raise ValueError(
             f"held-out evaluation tasks also in the pool {dataset.name!r}: {overlap}; "
             "choose other --eval-tasks or remove them from the data"
+        )
+
+
+def assert_user_disjoint(user: Dataset, dataset: Dataset) -> None:
+    """Raise ValueError if a sample of the user's evaluation set is also a pool sample (same turns).
+
+    The pool's samples can be selected and trained on, so scoring them would reward memorising.
+    """
+    def key(turns: Sequence[Any]) -> tuple[tuple[str, str], ...]:
+        return tuple((t[0], " ".join(str(t[1]).split())) for t in turns)
+
+    pool = {key(t) for t in dataset.turns}
+    shared = [user.ids[i] for i, t in enumerate(user.turns) if key(t) in pool]
+    if shared:
+        raise ValueError(
+            f"--eval-data: {len(shared)} of its {len(user)} samples are also in the pool {dataset.name!r} "
+            f"(e.g. {', '.join(shared[:3])}); a held-out set must not be trainable — remove them"
         )

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import re
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -81,6 +82,11 @@ class TrainSettings:
             raise ValueError(f"max_length must be >= 16, got {self.max_length}")
         if self.dtype not in ("auto", "float32", "bfloat16"):
             raise ValueError(f"training dtype must be auto, float32 or bfloat16, got {self.dtype!r}")
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
+            raise ValueError(f"training device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        if not self.learning_rate > 0 or self.lora_r < 1 or not self.lora_alpha > 0:
+            raise ValueError("learning rate, LoRA rank and LoRA alpha must be > 0 "
+                             f"(got {self.learning_rate}, {self.lora_r}, {self.lora_alpha})")
 
     def cache_hash(self) -> str:
         return settings_hash(self, exclude=("device",))

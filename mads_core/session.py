@@ -345,6 +345,13 @@ def method_key(method: str, select_config: SelectConfig | None, method_settings:
     return sha256_text(canonical_json(payload))[:16]
 
 
+def _checked_seed(method: str, method_settings: Mapping[str, Any] | None) -> int:
+    """The baselines' seed from ``method_settings`` (0 if unset); ValueError for an unknown method."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    return int((method_settings or {}).get("seed", 0))
+
+
 def run_method(
     method: str,
     dataset: Dataset,
@@ -361,9 +368,7 @@ def run_method(
     """
     from mads_core import pipeline
 
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    seed = int((method_settings or {}).get("seed", 0))
+    seed = _checked_seed(method, method_settings)
     return pipeline.run_method(method, dataset, fingerprints, budget, select_config=select_config,
                                embeddings=embeddings, seed=seed)
 
@@ -386,9 +391,7 @@ def run_method_cached(
     """
     from mads_core import pipeline
 
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    seed = int((method_settings or {}).get("seed", 0))
+    seed = _checked_seed(method, method_settings)
     return pipeline.run_method_cached(method, dataset, fingerprints, budget, select_config=select_config,
                                       embeddings=embeddings, seed=seed)
 
